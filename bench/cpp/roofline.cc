@@ -1,0 +1,299 @@
+// Roofline probe for bench/bench_gru.py: this machine's memory bandwidth (STREAM-like triad)
+// and single-precision FMA peak, each with 1..N threads. Python cannot measure either honestly
+// (interpreter overhead, no control over vector width), so this is a tiny C++ program built
+// with -O3 -march=native.
+//
+//   roofline --threads 1,2 --dram-mb 64 --cache-kb 1024,16384 --reps 10 --fma-ms 200
+//
+// Output: one JSON object per line on stdout.
+//   {"kind":"triad","level":"dram"|"<kb>kb","threads":T,"working_set_bytes":..,
+//    "gbs":best,"samples_gbs":[..]}
+//   {"kind":"fma","isa":"avx512"|"avx2"|"scalar","threads":T,"gflops":best,"samples_gflops":[..]}
+//
+// Triad: a[i] = b[i] + s * c[i] over doubles; bytes counted as STREAM does (2 reads + 1 write
+// per element, no write-allocate traffic). "dram" uses three arrays of --dram-mb MB each (keep
+// them well beyond the last-level cache); each --cache-kb value is a total working set (all
+// three arrays, all threads) for a cache-resident bandwidth, swept many passes per timing.
+// FMA: independent accumulator chains (enough to cover FMA latency x throughput) of the widest
+// vectors the build targets; flops = 2 x lanes x chains x iterations per thread.
+// Every timing is the best of --reps; worker 0 is the main thread, so T threads use T cores.
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::vector<int> threads{1, 2};
+  double dram_mb = 64.0;
+  std::vector<double> cache_kb;
+  int reps = 10;
+  double fma_ms = 200.0;
+};
+
+[[noreturn]] void usage(const char* msg) {
+  std::fprintf(stderr,
+               "error: %s\nusage: roofline [--threads 1,2] [--dram-mb 64] [--cache-kb 1024,16384]"
+               " [--reps 10] [--fma-ms 200]\n",
+               msg);
+  std::exit(2);
+}
+
+std::vector<double> parse_list(const char* s) {
+  std::vector<double> out;
+  std::string item;
+  for (const char* p = s;; ++p) {
+    if (*p == ',' || *p == '\0') {
+      if (item.empty()) usage("empty list item");
+      char* end = nullptr;
+      double v = std::strtod(item.c_str(), &end);
+      if (*end != '\0' || !(v > 0)) usage("list items must be positive numbers");
+      out.push_back(v);
+      item.clear();
+      if (*p == '\0') break;
+    } else {
+      item.push_back(*p);
+    }
+  }
+  return out;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (i + 1 >= argc) usage(("missing value for " + a).c_str());
+    const char* v = argv[++i];
+    if (a == "--threads") {
+      o.threads.clear();
+      for (double t : parse_list(v)) o.threads.push_back(static_cast<int>(t));
+    } else if (a == "--dram-mb") {
+      o.dram_mb = parse_list(v).at(0);
+    } else if (a == "--cache-kb") {
+      o.cache_kb = parse_list(v);
+    } else if (a == "--reps") {
+      o.reps = std::max(1, static_cast<int>(parse_list(v).at(0)));
+    } else if (a == "--fma-ms") {
+      o.fma_ms = parse_list(v).at(0);
+    } else {
+      usage(("unknown option " + a).c_str());
+    }
+  }
+  return o;
+}
+
+// Runs work(thread_index) on n threads (the caller is thread 0) released together; returns the
+// seconds from the release until the last one finishes.
+double run_parallel(int n, const std::function<void(int)>& work) {
+  std::atomic<int> ready{0};
+  std::atomic<int> done{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> pool;
+  for (int t = 1; t < n; ++t) {
+    pool.emplace_back([&, t] {
+      ready.fetch_add(1);
+      while (!go.load(std::memory_order_acquire)) {
+      }
+      work(t);
+      done.fetch_add(1);
+    });
+  }
+  while (ready.load() != n - 1) {
+  }
+  auto t0 = Clock::now();
+  go.store(true, std::memory_order_release);
+  work(0);
+  while (done.load() != n - 1) {
+  }
+  double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  for (auto& th : pool) th.join();
+  return s;
+}
+
+struct Arrays {
+  double* a = nullptr;
+  double* b = nullptr;
+  double* c = nullptr;
+  size_t n = 0;
+};
+
+double* alloc(size_t n) {
+  void* p = std::aligned_alloc(64, ((n * sizeof(double) + 63) / 64) * 64);
+  if (!p) usage("out of memory");
+  return static_cast<double*>(p);
+}
+
+// Best-of-reps triad bandwidth (GB/s) with `threads` threads over three arrays of n doubles.
+std::vector<double> triad(size_t n, int threads, int reps, double& checksum) {
+  Arrays x{alloc(n), alloc(n), alloc(n), n};
+  auto lo = [&](int t) { return n * static_cast<size_t>(t) / static_cast<size_t>(threads); };
+  // First touch by the thread that will use each chunk.
+  run_parallel(threads, [&](int t) {
+    for (size_t i = lo(t); i < lo(t + 1); ++i) {
+      x.a[i] = 0.0;
+      x.b[i] = 1.0 + static_cast<double>(i % 7);
+      x.c[i] = 0.5;
+    }
+  });
+  const double bytes_per_pass = 3.0 * sizeof(double) * static_cast<double>(n);
+  // Enough passes that one timing lasts about 20 ms even when the arrays sit in a cache.
+  int passes = std::max(1, static_cast<int>(20e-3 * 5e9 / bytes_per_pass));
+  std::vector<double> out;
+  for (int r = 0; r < reps + 1; ++r) {  // the first timing is a warm-up
+    const double s = 1.0 + 1e-9 * r;
+    double sec = run_parallel(threads, [&](int t) {
+      double* __restrict a = x.a;
+      const double* __restrict b = x.b;
+      const double* __restrict c = x.c;
+      const size_t i0 = lo(t), i1 = lo(t + 1);
+      for (int p = 0; p < passes; ++p) {
+        for (size_t i = i0; i < i1; ++i) a[i] = b[i] + s * c[i];
+        asm volatile("" ::: "memory");
+      }
+    });
+    if (r > 0) out.push_back(bytes_per_pass * passes / sec / 1e9);
+  }
+  for (size_t i = 0; i < n; i += 4096) checksum += x.a[i];
+  std::free(x.a);
+  std::free(x.b);
+  std::free(x.c);
+  return out;
+}
+
+// One kernel per vector ISA the build targets; the machine's peak is the best of them.
+template <typename V, int Lanes, int Chains, V (*Set1)(float), V (*Fma)(V, V, V)>
+float fma_chains(long iters, float seed) {
+  V acc[Chains];
+  for (int k = 0; k < Chains; ++k) acc[k] = Set1(seed + 0.001f * k);
+  const V m = Set1(0.9999999f), a = Set1(1e-7f);
+  for (long i = 0; i < iters; ++i) {
+#pragma GCC unroll 32
+    for (int k = 0; k < Chains; ++k) acc[k] = Fma(acc[k], m, a);
+  }
+  alignas(64) float v[Chains * Lanes];
+  std::memcpy(v, acc, sizeof acc);
+  float r = 0;
+  for (float f : v) r += f;
+  return r;
+}
+
+float set1_scalar(float x) { return x; }
+float fma_scalar(float a, float b, float c) { return a * b + c; }
+#if defined(__AVX512F__)
+__m512 set1_512(float x) { return _mm512_set1_ps(x); }
+__m512 fma_512(__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); }
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+__m256 set1_256(float x) { return _mm256_set1_ps(x); }
+__m256 fma_256(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }
+#endif
+
+struct FmaKernel {
+  const char* isa;
+  int lanes;
+  int chains;
+  float (*run)(long, float);
+};
+
+// Chains cover FMA latency (4-5 cycles) x throughput (2 per cycle) and fit the registers.
+const std::vector<FmaKernel>& fma_kernels() {
+  static const std::vector<FmaKernel> k = {
+#if defined(__AVX512F__)
+      {"avx512", 16, 24,
+       fma_chains<__m512, 16, 24, set1_512, fma_512>},
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+      {"avx2", 8, 12,
+       fma_chains<__m256, 8, 12, set1_256, fma_256>},
+#endif
+      {"scalar", 1, 8, fma_chains<float, 1, 8, set1_scalar, fma_scalar>},
+  };
+  return k;
+}
+
+// Best-of-reps FMA throughput (GFLOP/s) with `threads` threads, each running its own chains.
+std::vector<double> fma_peak(const FmaKernel& k, int threads, int reps, double ms,
+                             double& checksum) {
+  long iters = 1 << 16;
+  // Calibrate on one thread so one timing lasts about `ms` milliseconds.
+  for (;;) {
+    auto t0 = Clock::now();
+    checksum += k.run(iters, 1.0f);
+    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (s > ms * 1e-3 / 4 || iters > (1L << 40)) {
+      iters = static_cast<long>(iters * (ms * 1e-3) / s) + 1;
+      break;
+    }
+    iters *= 4;
+  }
+  std::vector<float> sink(static_cast<size_t>(threads));
+  std::vector<double> out;
+  for (int r = 0; r < reps + 1; ++r) {
+    double sec = run_parallel(threads, [&](int t) { sink[t] = k.run(iters, 1.0f + t); });
+    for (float f : sink) checksum += f;
+    if (r > 0) out.push_back(2.0 * k.lanes * k.chains * static_cast<double>(iters) * threads / sec / 1e9);
+  }
+  return out;
+}
+
+void print_samples(const std::vector<double>& v) {
+  std::printf("[");
+  for (size_t i = 0; i < v.size(); ++i) std::printf("%s%.3f", i ? "," : "", v[i]);
+  std::printf("]");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o = parse(argc, argv);
+  double checksum = 0;
+  for (int t : o.threads) {
+    if (t < 1 || t > 1024) usage("threads must be in [1, 1024]");
+    struct Level {
+      std::string name;
+      size_t n;
+    };
+    std::vector<Level> levels;
+    levels.push_back({"dram", static_cast<size_t>(o.dram_mb * 1024 * 1024 / sizeof(double))});
+    for (double kb : o.cache_kb) {
+      char name[32];
+      std::snprintf(name, sizeof name, "%gkb", kb);
+      levels.push_back({name, static_cast<size_t>(kb * 1024 / 3 / sizeof(double))});
+    }
+    for (const Level& lv : levels) {
+      size_t n = std::max<size_t>(lv.n, 64 * static_cast<size_t>(t));
+      std::vector<double> s = triad(n, t, o.reps, checksum);
+      std::printf(
+          "{\"kind\":\"triad\",\"level\":\"%s\",\"threads\":%d,\"working_set_bytes\":%zu,"
+          "\"gbs\":%.3f,\"samples_gbs\":",
+          lv.name.c_str(), t, 3 * n * sizeof(double), *std::max_element(s.begin(), s.end()));
+      print_samples(s);
+      std::printf("}\n");
+      std::fflush(stdout);
+    }
+    for (const FmaKernel& k : fma_kernels()) {
+      if (std::strcmp(k.isa, "scalar") == 0 && fma_kernels().size() > 1) continue;
+      std::vector<double> f = fma_peak(k, t, o.reps, o.fma_ms, checksum);
+      std::printf("{\"kind\":\"fma\",\"isa\":\"%s\",\"lanes\":%d,\"chains\":%d,\"threads\":%d,"
+                  "\"gflops\":%.3f,\"samples_gflops\":",
+                  k.isa, k.lanes, k.chains, t, *std::max_element(f.begin(), f.end()));
+      print_samples(f);
+      std::printf("}\n");
+      std::fflush(stdout);
+    }
+  }
+  std::fprintf(stderr, "checksum %g\n", checksum);
+  return 0;
+}

@@ -1,0 +1,53 @@
+// The one dispatch point: picks a kernel table from CPU detection when a Session is created.
+#include <string>
+
+#include "kernels/kernels.h"
+#include "rtmobile/rtmobile.hpp"
+
+namespace rtmobile {
+
+bool cpu_supports(std::string_view isa) {
+  if (isa == "scalar") return true;
+#if defined(RTM_HAVE_AVX2)
+  if (isa == "avx2") {
+    // __builtin_cpu_supports also checks that the OS saves the YMM state (OSXSAVE/XCR0).
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+  }
+#endif
+#if defined(RTM_HAVE_NEON) && defined(__aarch64__)
+  // Advanced SIMD is mandatory in AArch64, so every aarch64 CPU runs the NEON table.
+  if (isa == "neon") return true;
+#endif
+  return false;
+}
+
+size_t available_kernel_tables(const KernelTable** out, size_t capacity) {
+  size_t n = 0;
+  auto add = [&](const KernelTable& t) {
+    if (n < capacity && cpu_supports(t.isa)) out[n++] = &t;
+  };
+#if defined(RTM_HAVE_AVX2)
+  add(avx2_kernels());
+#endif
+#if defined(RTM_HAVE_NEON)
+  add(neon_kernels());
+#endif
+  add(scalar_kernels());
+  return n;
+}
+
+const KernelTable& select_kernels(std::string_view isa) {
+  const KernelTable* tables[8];
+  const size_t n = available_kernel_tables(tables, 8);
+  if (isa == "auto") return *tables[0];
+  for (size_t i = 0; i < n; ++i)
+    if (isa == tables[i]->isa) return *tables[i];
+  std::string names;
+  for (size_t i = 0; i < n; ++i) names += std::string(i ? ", " : "") + tables[i]->isa;
+  throw Error(ErrorCode::kUnsupported, "isa '" + std::string(isa) +
+                                           "' is not available on this CPU/build (available: " +
+                                           names + ", or 'auto')");
+}
+
+}  // namespace rtmobile

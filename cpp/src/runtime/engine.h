@@ -1,0 +1,76 @@
+// Runs a validated model: normalisation, the recurrent stack and the output layer, in chunks
+// of frames. Input projections and the output layer are block SpMMs over all frames of a
+// chunk; only the hidden-to-hidden product steps frame by frame.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "format/model_bytes.h"
+#include "format/model_view.h"
+#include "kernels/kernels.h"
+#include "rtmobile/rtmobile.hpp"
+#include "runtime/aligned_buffer.h"
+#include "runtime/bsp_matrix.h"
+#include "runtime/thread_pool.h"
+
+namespace rtmobile {
+
+struct RecurrentState {
+  std::vector<AlignedBuffer<float>> h;  // per layer
+  std::vector<AlignedBuffer<float>> c;  // per layer (LSTM only)
+  uint64_t frames = 0;
+};
+
+// What a Session runs on: the CPU engine below, or another device's (OpenCL). The recurrent
+// state lives on the host, so streams work the same on every backend.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const ModelInfo& info() const = 0;
+  virtual RecurrentState new_state() const = 0;
+  void reset(RecurrentState& state) const;
+  // logits[t] for frames[t], t < num_frames, continuing from `state`. Serialised internally.
+  virtual void process(RecurrentState& state, const float* frames, size_t num_frames,
+                       float* logits) = 0;
+};
+
+// Parses and validates the bytes, then builds the backend named by options.device.
+std::unique_ptr<Backend> make_backend(ModelBytes bytes, const SessionOptions& options);
+
+class Engine final : public Backend {
+ public:
+  Engine(ModelBytes bytes, const SessionOptions& options);
+
+  const ModelInfo& info() const override { return info_; }
+  RecurrentState new_state() const override;
+  void process(RecurrentState& state, const float* frames, size_t num_frames,
+               float* logits) override;
+
+ private:
+  struct Layer {
+    std::unique_ptr<BspMatrix> w_ih, w_hh;
+    uint32_t in_dim, hidden;
+  };
+  // Thread tid's part of one chunk: every layer, then the output layer. One pool wake-up
+  // per chunk; barriers order the steps.
+  void run_chunk(int tid, RecurrentState& state, const float* in, size_t frames, float* logits);
+  void run_layer(int tid, size_t layer, RecurrentState& state, const float* in, size_t frames,
+                 float* out_seq);
+
+  ModelBytes bytes_;
+  ModelView view_;
+  size_t chunk_frames_, frame_tile_;
+  const KernelTable* kernels_;
+  ThreadPool pool_;
+  std::vector<Layer> layers_;
+  std::unique_ptr<BspMatrix> output_;
+  std::vector<float> norm_scale_;
+  AlignedBuffer<float> input_, gates_in_, gates_hidden_, seq_[2];
+  std::vector<MatrixScratch> scratch_;  // per thread
+  std::mutex mutex_;
+  ModelInfo info_;
+};
+
+}  // namespace rtmobile

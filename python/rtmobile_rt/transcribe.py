@@ -1,0 +1,162 @@
+"""Speech in, phones out: online fbank -> BSP GRU stream -> greedy decode, chunk by chunk.
+
+The model file says how its features were made (METADATA ``features``: the fbank options and
+the context frames), so any exported model can be used with no other configuration. Offline
+transcription uses the same extractor fed once, so both give the same phones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rtmobile_rt.session import Session
+from rtmobile_train.features import ContextStacker, FbankConfig, StreamingFbank, compute_fbank
+from rtmobile_train.features import stack_context as _stack_context
+
+
+class TranscribeError(ValueError):
+    """The model or the audio cannot be transcribed (no feature config, wrong rate, ...)."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    fbank: FbankConfig
+    left: int
+    right: int
+
+    @classmethod
+    def from_session(cls, session: Session) -> FeatureSpec:
+        features = session.metadata.get("features")
+        if not isinstance(features, dict) or "fbank" not in features:
+            raise TranscribeError(
+                "the model carries no feature configuration (METADATA 'features'); "
+                "export it with rtmobile_train.export to transcribe audio"
+            )
+        fbank = FbankConfig.from_dict(features["fbank"])
+        left, right = (int(v) for v in features.get("context", (0, 0)))
+        if fbank.num_mel_bins * (left + 1 + right) != session.input_dim:
+            raise TranscribeError(
+                f"feature config gives {fbank.num_mel_bins} x {left + 1 + right} = "
+                f"{fbank.num_mel_bins * (left + 1 + right)} inputs but the model takes "
+                f"{session.input_dim}"
+            )
+        return cls(fbank, left, right)
+
+
+@dataclass
+class Phone:
+    label: str
+    start: float  # seconds, centre of the first frame of the run
+    frame: int
+
+
+@dataclass
+class ChunkResult:
+    phones: list[Phone]
+    latency_s: float  # compute time for the chunk (features + network + decode)
+    frames: int
+
+
+@dataclass
+class GreedyDecoder:
+    """Argmax per frame, repeats collapsed: a phone is emitted when the argmax changes."""
+
+    labels: list[str]
+    frame_shift_s: float
+    first_frame_centre_s: float
+    _last: int = -1
+    _frame: int = 0
+    silence: frozenset[str] = field(default_factory=lambda: frozenset({"sil", "<blank>"}))
+
+    def push(self, logits: np.ndarray) -> list[Phone]:
+        out = []
+        for k in np.argmax(logits, axis=1) if len(logits) else ():
+            if k != self._last:
+                self._last = int(k)
+                label = self.labels[self._last]
+                t = self.first_frame_centre_s + self._frame * self.frame_shift_s
+                out.append(Phone(label, t, self._frame))
+            self._frame += 1
+        return out
+
+
+class StreamingRecognizer:
+    """Feed audio chunks of any size (float in [-1, 1] or int16); get phones as they appear."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.spec = FeatureSpec.from_session(session)
+        self._fbank = StreamingFbank(self.spec.fbank)
+        self._stacker = (
+            ContextStacker(self.spec.fbank.num_mel_bins, self.spec.left, self.spec.right)
+            if self.spec.left or self.spec.right
+            else None
+        )
+        self._stream = session.stream()
+        cfg = self.spec.fbank
+        self.decoder = GreedyDecoder(
+            session.labels, cfg.frame_shift_ms / 1000, cfg.window_samples / 2 / cfg.sample_rate
+        )
+        self.samples_seen = 0
+
+    def _frames(self, feats: np.ndarray, final: bool) -> np.ndarray:
+        if self._stacker is None:
+            return feats
+        out = self._stacker.accept(feats)
+        if final:
+            out = np.concatenate([out, self._stacker.finish()])
+        return out
+
+    def accept(self, samples: np.ndarray) -> ChunkResult:
+        t0 = time.perf_counter()
+        self.samples_seen += len(samples)
+        frames = self._frames(self._fbank.accept(samples), final=False)
+        phones = self.decoder.push(self._stream.push(frames)) if len(frames) else []
+        return ChunkResult(phones, time.perf_counter() - t0, len(frames))
+
+    def finish(self) -> ChunkResult:
+        t0 = time.perf_counter()
+        frames = self._frames(self._fbank.finish(), final=True)
+        phones = self.decoder.push(self._stream.push(frames)) if len(frames) else []
+        return ChunkResult(phones, time.perf_counter() - t0, len(frames))
+
+
+def check_rate(sample_rate: int, spec: FeatureSpec) -> None:
+    if sample_rate != spec.fbank.sample_rate:
+        raise TranscribeError(
+            f"audio is {sample_rate} Hz but the model expects {spec.fbank.sample_rate} Hz"
+        )
+
+
+def transcribe_offline(session: Session, samples: np.ndarray, sample_rate: int) -> list[Phone]:
+    """All phones of an utterance from one offline run (the reference for streaming)."""
+    spec = FeatureSpec.from_session(session)
+    check_rate(sample_rate, spec)
+    feats = compute_fbank(samples, spec.fbank)
+    if spec.left or spec.right:
+        feats = _stack_context(feats, spec.left, spec.right)
+    cfg = spec.fbank
+    decoder = GreedyDecoder(
+        session.labels, cfg.frame_shift_ms / 1000, cfg.window_samples / 2 / cfg.sample_rate
+    )
+    return decoder.push(session.run(feats))
+
+
+def chunks(samples: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(samples), size):
+        yield samples[start : start + size]
+
+
+def read_audio(path: str) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and the rate, via soundfile (wav, flac, ...)."""
+    import soundfile
+
+    try:
+        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError) as e:
+        raise TranscribeError(f"cannot read audio file {path!r}: {e}") from e
+    return data.mean(axis=1).astype(np.float32), int(rate)

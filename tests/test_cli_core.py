@@ -1,0 +1,43 @@
+"""The `rtmobile demo` and `rtmobile info` commands, through click's runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from rtmobile_rt.cli import main
+from rtmobile_rt.demo import random_gru_bspc
+
+
+def test_demo_runs_and_reports_timing() -> None:
+    result = CliRunner().invoke(main, ["demo", "--hidden", "32", "--frames", "40"])
+    assert result.exit_code == 0, result.output
+    assert "us/frame" in result.output
+    assert "real-time factor" in result.output
+    assert "streaming output identical to offline: True" in result.output
+
+
+def test_demo_rejects_bad_numbers() -> None:
+    result = CliRunner().invoke(main, ["demo", "--frames", "0"])
+    assert result.exit_code == 2
+    assert "error:" in result.output
+
+
+def test_info_describes_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "m.bspc"
+    path.write_bytes(random_gru_bspc(input_dim=12, hidden=16, layers=1, classes=6, rate=4.0))
+    result = CliRunner().invoke(main, ["info", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "gru" in result.output and "l0.w_hh" in result.output and "checksum" in result.output
+
+
+def test_info_on_a_broken_file_is_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.bspc"
+    path.write_bytes(b"not a model at all, just some bytes" * 3)
+    result = CliRunner().invoke(main, ["info", str(path)])
+    assert result.exit_code == 2
+    assert "not a valid BSPC model" in result.output and "magic" in result.output
+    assert "Traceback" not in result.output
+    missing = CliRunner().invoke(main, ["info", str(tmp_path / "missing.bspc")])
+    assert missing.exit_code == 2 and "not found" in missing.output

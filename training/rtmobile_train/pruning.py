@@ -1,0 +1,603 @@
+"""Pruning methods behind one interface, the ADMM driver, hard pruning and masked retraining.
+
+Every method is a :class:`Pruner`: ``project(w) -> mask`` is the Euclidean projection of ``w``
+onto the method's constraint set, expressed as the support to keep (keeping ``w``'s values on
+it is the projection). The same training code runs any of them:
+
+* :class:`BSPPruner` — the paper's block-based structured pruning (Algorithm 1, ``bsp.bsp_mask``).
+  Its two-step column/row selection is the paper's projection; it is exact for either step alone
+  and the standard heuristic for the product set.
+* Baselines from the paper's Table I: :class:`MagnitudePruner` (unstructured, ESE-like),
+  :class:`RowPruner` (whole rows), :class:`BankBalancedPruner` (BBS: every row cut into equal
+  banks, the same number of largest-magnitude weights kept per bank).
+
+ADMM (paper Sec. III-C), per pruned matrix W_i with pruner Pi_i:
+
+* W-step: optimizer steps on ``loss + sum_i rho_i/2 ||W_i - Z_i + U_i||_F^2``
+  (:meth:`ADMM.penalty`);
+* Z-step: ``Z_i = Pi_i(W_i + U_i)``; U-step: ``U_i = U_i + W_i - Z_i`` (:meth:`ADMM.update`);
+* rho grows by ``rho_factor`` every ``rho_every`` Z/U updates up to ``rho_max``, so W is pulled
+  ever harder onto the constraint set and the final hard prune costs little accuracy.
+
+Which matrices are pruned: by default every weight matrix, GRU ``W_ih``/``W_hh`` of all layers
+*and* the output layer's weight. The paper prunes "the GRU weight matrices", but its Table I
+reaches 0.03M kept parameters at 301x, fewer than the 37,440 weights of a dense 960x39 output
+layer, so its output layer must be pruned too. ``PruneConfig.targets`` narrows this. Biases are
+never pruned.
+
+Compression rate (paper Table I): dense / kept parameters. :func:`compression_report` gives it
+two ways: over the pruned matrices only (weights, no biases: what the pruner controls) and
+overall (every parameter of the model, biases and unpruned matrices counted as kept).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from rtmobile_train import bsp
+
+__all__ = [
+    "ADMM",
+    "PRUNERS",
+    "ADMMConfig",
+    "BSPPruner",
+    "BankBalancedPruner",
+    "CompressionReport",
+    "MagnitudePruner",
+    "MaskSet",
+    "PruneConfig",
+    "Pruner",
+    "RowPruner",
+    "compression_report",
+    "make_pruners",
+    "pruner_from_dict",
+]
+
+
+def _as_matrix(w: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(w, torch.Tensor):
+        w = w.detach().cpu().numpy()
+    a = np.asarray(w)
+    if a.ndim != 2:
+        raise ValueError(f"expected a 2-D weight matrix, got shape {a.shape}")
+    return a
+
+
+def _check_sparsity(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+
+
+def _check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores; ties go to the lower index (as in ``bsp``)."""
+    return np.argsort(-scores, kind="stable")[:k]
+
+
+class Pruner(ABC):
+    """A constraint set S for one weight matrix.
+
+    ``project(w)`` returns the boolean support of the projection of ``w`` onto S; ``check(mask)``
+    raises ``ValueError`` unless ``mask`` has the exact structure and kept count that
+    ``project`` produces. ``blocks`` is the BSPC (num_r, num_c) geometry the mask fits.
+    """
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def project(self, w: np.ndarray | torch.Tensor) -> np.ndarray: ...
+
+    @abstractmethod
+    def check(self, mask: np.ndarray) -> None: ...
+
+    def blocks(self, shape: tuple[int, int]) -> tuple[int, int]:
+        """(num_r, num_c) for export; non-block methods are stored as one dense block."""
+        del shape
+        return (1, 1)
+
+    def validate_shape(self, shape: tuple[int, int]) -> None:
+        """Raise ValueError if this pruner cannot be applied to a matrix of ``shape``."""
+        del shape
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class MagnitudePruner(Pruner):
+    """Unstructured: keep the ``keep_count(size, sparsity)`` largest |w| (ESE-like)."""
+
+    sparsity: float
+    kind: ClassVar[str] = "magnitude"
+
+    def __post_init__(self) -> None:
+        _check_sparsity("MagnitudePruner.sparsity", self.sparsity)
+
+    def project(self, w: np.ndarray | torch.Tensor) -> np.ndarray:
+        a = _as_matrix(w)
+        keep = bsp.keep_count(a.size, self.sparsity)
+        mask = np.zeros(a.size, dtype=bool)
+        mask[_top_k(np.abs(a.astype(np.float64)).ravel(), keep)] = True
+        return mask.reshape(a.shape)
+
+    def check(self, mask: np.ndarray) -> None:
+        m = np.asarray(mask, dtype=bool)
+        want = bsp.keep_count(m.size, self.sparsity)
+        if int(m.sum()) != want:
+            raise ValueError(f"magnitude mask keeps {int(m.sum())} weights, expected {want}")
+
+
+@dataclass(frozen=True)
+class RowPruner(Pruner):
+    """Whole rows: keep the ``keep_count(rows, sparsity)`` rows of largest L2 norm."""
+
+    sparsity: float
+    kind: ClassVar[str] = "row"
+
+    def __post_init__(self) -> None:
+        _check_sparsity("RowPruner.sparsity", self.sparsity)
+
+    def project(self, w: np.ndarray | torch.Tensor) -> np.ndarray:
+        a = _as_matrix(w).astype(np.float64)
+        mask = np.zeros(a.shape, dtype=bool)
+        mask[_top_k((a * a).sum(axis=1), bsp.keep_count(a.shape[0], self.sparsity))] = True
+        return mask
+
+    def check(self, mask: np.ndarray) -> None:
+        m = np.asarray(mask, dtype=bool)
+        full, empty = m.all(axis=1), ~m.any(axis=1)
+        if not np.all(full | empty):
+            bad = int(np.flatnonzero(~(full | empty))[0])
+            raise ValueError(f"row mask: row {bad} is partly kept")
+        want = bsp.keep_count(m.shape[0], self.sparsity)
+        if int(full.sum()) != want:
+            raise ValueError(f"row mask keeps {int(full.sum())} rows, expected {want}")
+
+    def blocks(self, shape: tuple[int, int]) -> tuple[int, int]:
+        # A row-pruned matrix is BSP with one strip and one column block.
+        del shape
+        return (1, 1)
+
+
+@dataclass(frozen=True)
+class BankBalancedPruner(Pruner):
+    """BBS: each row is cut into ``num_banks`` equal banks; every bank keeps the same number
+    (``keep_count(bank_size, sparsity)``) of its largest-magnitude weights."""
+
+    sparsity: float
+    num_banks: int
+    kind: ClassVar[str] = "bbs"
+
+    def __post_init__(self) -> None:
+        _check_sparsity("BankBalancedPruner.sparsity", self.sparsity)
+        _check_count("BankBalancedPruner.num_banks", self.num_banks)
+
+    def validate_shape(self, shape: tuple[int, int]) -> None:
+        if shape[1] % self.num_banks:
+            raise ValueError(
+                f"BBS needs equal banks: {shape[1]} columns are not divisible by "
+                f"num_banks={self.num_banks}"
+            )
+
+    def _banks(self, a: np.ndarray) -> np.ndarray:
+        self.validate_shape(a.shape)
+        rows, cols = a.shape
+        return a.reshape(rows, self.num_banks, cols // self.num_banks)
+
+    def project(self, w: np.ndarray | torch.Tensor) -> np.ndarray:
+        a = _as_matrix(w)
+        banks = np.abs(self._banks(a).astype(np.float64))
+        keep = bsp.keep_count(banks.shape[2], self.sparsity)
+        order = np.argsort(-banks, axis=2, kind="stable")[:, :, :keep]
+        mask = np.zeros(banks.shape, dtype=bool)
+        np.put_along_axis(mask, order, True, axis=2)
+        return mask.reshape(a.shape)
+
+    def check(self, mask: np.ndarray) -> None:
+        banks = self._banks(np.asarray(mask, dtype=bool))
+        want = bsp.keep_count(banks.shape[2], self.sparsity)
+        counts = banks.sum(axis=2)
+        if not np.all(counts == want):
+            r, b = (int(x) for x in np.argwhere(counts != want)[0])
+            raise ValueError(
+                f"BBS mask: row {r} bank {b} keeps {int(counts[r, b])} weights, expected {want}"
+            )
+
+
+@dataclass(frozen=True)
+class BSPPruner(Pruner):
+    """Block-based structured pruning (paper Algorithm 1) via ``bsp.bsp_mask``."""
+
+    num_r: int
+    num_c: int
+    col_sparsity: float
+    row_sparsity: float
+    kind: ClassVar[str] = "bsp"
+
+    def __post_init__(self) -> None:
+        _check_count("BSPPruner.num_r", self.num_r)
+        _check_count("BSPPruner.num_c", self.num_c)
+        _check_sparsity("BSPPruner.col_sparsity", self.col_sparsity)
+        _check_sparsity("BSPPruner.row_sparsity", self.row_sparsity)
+
+    @classmethod
+    def from_rate(
+        cls, rate: float, num_r: int, num_c: int, col_rate: float | None = None
+    ) -> BSPPruner:
+        """Pruner for a nominal compression ``rate`` (= col_rate x row_rate, paper Table I)."""
+        col_s, row_s = bsp.sparsities_for_rate(rate, col_rate)
+        return cls(num_r, num_c, col_s, row_s)
+
+    def validate_shape(self, shape: tuple[int, int]) -> None:
+        rows, cols = shape
+        if self.num_r > rows or self.num_c > cols:
+            raise ValueError(
+                f"BSP blocks (num_r={self.num_r}, num_c={self.num_c}) do not fit a "
+                f"{rows}x{cols} matrix (need num_r <= rows, num_c <= cols)"
+            )
+
+    def project(self, w: np.ndarray | torch.Tensor) -> np.ndarray:
+        a = _as_matrix(w)
+        self.validate_shape(a.shape)
+        return bsp.bsp_mask(a, self.num_r, self.num_c, self.col_sparsity, self.row_sparsity)
+
+    def check(self, mask: np.ndarray) -> None:
+        m = np.asarray(mask, dtype=bool)
+        self.validate_shape(m.shape)
+        if not bsp.is_bsp_structured(m, self.num_r, self.num_c):
+            raise ValueError("BSP mask: some block's support is not a product set R x C")
+        rows, cols = m.shape
+        keep_c = bsp.keep_count(cols, self.col_sparsity)
+        keep_r = bsp.keep_count(rows, self.row_sparsity)
+        # Step 1 keeps exactly keep_c columns per strip and step 2 keep_r rows per column
+        # block; step 2 can empty a kept column (and a block with no kept column hides its
+        # kept rows), so the visible counts are upper bounds.
+        sb = bsp.strip_bounds(rows, self.num_r)
+        for i in range(self.num_r):
+            n = int(m[sb[i] : sb[i + 1]].any(axis=0).sum())
+            if n > keep_c:
+                raise ValueError(f"BSP mask: strip {i} keeps {n} columns, at most {keep_c}")
+        cb = bsp.block_bounds(cols, self.num_c)
+        for j in range(self.num_c):
+            n = int(m[:, cb[j] : cb[j + 1]].any(axis=1).sum())
+            if n > keep_r:
+                raise ValueError(f"BSP mask: column block {j} keeps {n} rows, at most {keep_r}")
+
+    def blocks(self, shape: tuple[int, int]) -> tuple[int, int]:
+        self.validate_shape(shape)
+        return (self.num_r, self.num_c)
+
+
+PRUNERS: dict[str, type[Pruner]] = {
+    cls.kind: cls for cls in (BSPPruner, MagnitudePruner, RowPruner, BankBalancedPruner)
+}
+
+
+def pruner_from_dict(d: Mapping[str, Any]) -> Pruner:
+    """Inverse of ``Pruner.to_dict`` (for checkpoints)."""
+    d = dict(d)
+    kind = d.pop("kind", None)
+    if kind not in PRUNERS:
+        raise ValueError(f"unknown pruner kind {kind!r}; choose one of {sorted(PRUNERS)}")
+    return PRUNERS[kind](**d)
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+DEFAULT_TARGETS: tuple[str, ...] = ("l*.w_ih", "l*.w_hh", "out.w")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """One pruning method for a set of matrices (names as in ``GRUPhoneModel.matrices()``).
+
+    ``method``: ``bsp`` (uses num_r, num_c, col_sparsity, row_sparsity), ``magnitude`` and
+    ``row`` (use sparsity), ``bbs`` (sparsity, num_banks). ``targets`` are fnmatch patterns.
+    """
+
+    method: Literal["bsp", "magnitude", "row", "bbs"] = "bsp"
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+    sparsity: float = 0.9
+    num_r: int = 8
+    num_c: int = 4
+    col_sparsity: float = 0.9
+    row_sparsity: float = 0.0
+    num_banks: int = 4
+
+    def __post_init__(self) -> None:
+        if self.method not in PRUNERS:
+            raise ValueError(
+                f"unknown pruning method {self.method!r}; choose one of {sorted(PRUNERS)}"
+            )
+        object.__setattr__(self, "targets", tuple(self.targets))
+        if not self.targets:
+            raise ValueError("PruneConfig.targets is empty: nothing would be pruned")
+        self.pruner()  # validates the method's own fields
+
+    def pruner(self) -> Pruner:
+        if self.method == "bsp":
+            return BSPPruner(self.num_r, self.num_c, self.col_sparsity, self.row_sparsity)
+        if self.method == "bbs":
+            return BankBalancedPruner(self.sparsity, self.num_banks)
+        return PRUNERS[self.method](self.sparsity)  # type: ignore[call-arg]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["targets"] = list(self.targets)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PruneConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown PruneConfig fields: {unknown}")
+        return cls(**{**d, "targets": tuple(d.get("targets", DEFAULT_TARGETS))})
+
+
+def make_pruners(
+    matrices: Mapping[str, torch.Tensor] | nn.Module, cfg: PruneConfig
+) -> dict[str, Pruner]:
+    """{matrix name: pruner} for the matrices matching ``cfg.targets``; shapes are checked now
+    so a bad geometry fails before training, not at the first Z-step."""
+    if isinstance(matrices, nn.Module):
+        matrices = matrices.matrices()  # type: ignore[operator]
+    pruner = cfg.pruner()
+    chosen: dict[str, Pruner] = {}
+    for pattern in cfg.targets:
+        hits = [n for n in matrices if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            raise ValueError(f"prune target {pattern!r} matches no matrix of {sorted(matrices)}")
+        for name in hits:
+            try:
+                pruner.validate_shape(tuple(matrices[name].shape))
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+            chosen[name] = pruner
+    return {n: chosen[n] for n in matrices if n in chosen}
+
+
+# -- ADMM ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ADMMConfig:
+    """Penalty schedule: rho starts at ``rho``, is multiplied by ``rho_factor`` after every
+    ``rho_every`` Z/U updates, and is capped at ``rho_max``."""
+
+    rho: float = 1e-3
+    rho_factor: float = 2.0
+    rho_every: int = 1
+    rho_max: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.rho) and self.rho > 0):
+            raise ValueError(f"ADMMConfig.rho must be finite and > 0, got {self.rho!r}")
+        if not (math.isfinite(self.rho_factor) and self.rho_factor >= 1):
+            raise ValueError(f"ADMMConfig.rho_factor must be >= 1, got {self.rho_factor!r}")
+        _check_count("ADMMConfig.rho_every", self.rho_every)
+        if not (math.isfinite(self.rho_max) and self.rho_max >= self.rho):
+            raise ValueError(
+                f"ADMMConfig.rho_max must be finite and >= rho={self.rho}, got {self.rho_max!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ADMM:
+    """ADMM state (Z, U, rho) for a set of weight matrices; see the module docstring."""
+
+    def __init__(
+        self,
+        params: Mapping[str, torch.Tensor],
+        pruners: Mapping[str, Pruner],
+        cfg: ADMMConfig | None = None,
+    ) -> None:
+        missing = sorted(set(pruners) - set(params))
+        if missing:
+            raise ValueError(f"pruners name unknown matrices: {missing}")
+        if not pruners:
+            raise ValueError("ADMM needs at least one pruned matrix")
+        self.cfg = cfg or ADMMConfig()
+        self.params = {n: params[n] for n in pruners}
+        self.pruners = dict(pruners)
+        self.rho = {n: self.cfg.rho for n in pruners}
+        self.num_updates = 0
+        # Z^0 = Pi(W^0), U^0 = 0.
+        self.Z: dict[str, torch.Tensor] = {}
+        self.U: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for n, w in self.params.items():
+                self.U[n] = torch.zeros_like(w, memory_format=torch.contiguous_format)
+                self.Z[n] = self._project(n, w.detach())
+
+    def _project(self, name: str, v: torch.Tensor) -> torch.Tensor:
+        mask = torch.from_numpy(self.pruners[name].project(v)).to(v.device)
+        return torch.where(mask, v, torch.zeros((), dtype=v.dtype, device=v.device))
+
+    def penalty(self) -> torch.Tensor:
+        """sum_i rho_i / 2 ||W_i - Z_i + U_i||_F^2, differentiable in W (add it to the loss)."""
+        total = None
+        for n, w in self.params.items():
+            term = 0.5 * self.rho[n] * (w - self.Z[n] + self.U[n]).pow(2).sum()
+            total = term if total is None else total + term
+        assert total is not None
+        return total
+
+    @torch.no_grad()
+    def update(self) -> dict[str, float]:
+        """Z-step and U-step, then the rho schedule. Returns ||W_i - Z_i||_F per matrix."""
+        res = {}
+        for n, w in self.params.items():
+            w = w.detach()
+            self.Z[n] = self._project(n, w + self.U[n])
+            self.U[n] = self.U[n] + w - self.Z[n]
+            res[n] = float(torch.linalg.vector_norm(w - self.Z[n]))
+        self.num_updates += 1
+        if self.num_updates % self.cfg.rho_every == 0:
+            for n in self.rho:
+                self.rho[n] = min(self.rho[n] * self.cfg.rho_factor, self.cfg.rho_max)
+        return res
+
+    @torch.no_grad()
+    def residuals(self) -> dict[str, float]:
+        """Primal residual ||W_i - Z_i||_F: how far each W is from its constraint set's iterate."""
+        return {
+            n: float(torch.linalg.vector_norm(w.detach() - self.Z[n]))
+            for n, w in self.params.items()
+        }
+
+    @torch.no_grad()
+    def hard_prune(self, source: Literal["w", "z"] = "w") -> MaskSet:
+        """End of ADMM: fix each mask and zero W outside it.
+
+        ``source="w"`` projects W itself (ADMM-NN's hard prune; at convergence W ~ Z so it
+        matches Z's support, and it never keeps a weight W has already driven to ~0);
+        ``"z"`` reuses the support of the last Z iterate.
+        """
+        if source not in ("w", "z"):
+            raise ValueError(f"hard_prune source must be 'w' or 'z', got {source!r}")
+        masks = {}
+        for n, w in self.params.items():
+            if source == "w":
+                masks[n] = torch.from_numpy(self.pruners[n].project(w.detach())).to(w.device)
+            else:
+                masks[n] = self.Z[n] != 0
+        ms = MaskSet(self.params, masks)
+        ms.apply()
+        return ms
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "Z": {n: z.clone() for n, z in self.Z.items()},
+            "U": {n: u.clone() for n, u in self.U.items()},
+            "rho": dict(self.rho),
+            "num_updates": self.num_updates,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if set(state["Z"]) != set(self.params) or set(state["U"]) != set(self.params):
+            raise ValueError(
+                f"ADMM state is for matrices {sorted(state['Z'])}, not {sorted(self.params)}"
+            )
+        for n in self.params:
+            self.Z[n] = state["Z"][n].to(self.params[n].device).clone()
+            self.U[n] = state["U"][n].to(self.params[n].device).clone()
+        self.rho = {n: float(state["rho"][n]) for n in self.params}
+        self.num_updates = int(state["num_updates"])
+
+
+# -- masked retraining ---------------------------------------------------------------------------
+
+
+class MaskSet:
+    """Fixed masks for masked retraining: zero the gradients outside the mask after backward
+    and re-zero the weights after every optimizer step (Adam's moments would otherwise revive
+    pruned weights)."""
+
+    def __init__(
+        self, params: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor | np.ndarray]
+    ) -> None:
+        missing = sorted(set(masks) - set(params))
+        if missing:
+            raise ValueError(f"masks name unknown matrices: {missing}")
+        self.params = {n: params[n] for n in masks}
+        self.masks: dict[str, torch.Tensor] = {}
+        for n, m in masks.items():
+            mt = torch.as_tensor(np.asarray(m) if not isinstance(m, torch.Tensor) else m)
+            mt = mt.to(dtype=torch.bool, device=self.params[n].device)
+            if mt.shape != self.params[n].shape:
+                raise ValueError(
+                    f"mask for {n} has shape {tuple(mt.shape)}, weight has "
+                    f"{tuple(self.params[n].shape)}"
+                )
+            self.masks[n] = mt
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        for n, w in self.params.items():
+            w.masked_fill_(~self.masks[n], 0.0)
+
+    @torch.no_grad()
+    def mask_grads(self) -> None:
+        for n, w in self.params.items():
+            if w.grad is not None:
+                w.grad.masked_fill_(~self.masks[n], 0.0)
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        return {n: m.cpu().numpy() for n, m in self.masks.items()}
+
+    def check(self, pruners: Mapping[str, Pruner]) -> None:
+        """Raise ValueError unless every mask has its pruner's structure and W is zero outside."""
+        for n, m in self.masks.items():
+            try:
+                pruners[n].check(m.cpu().numpy())
+            except ValueError as e:
+                raise ValueError(f"{n}: {e}") from None
+            if bool((self.params[n].detach()[~m] != 0).any()):
+                raise ValueError(f"{n}: nonzero weights outside the mask")
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: m.clone().cpu() for n, m in self.masks.items()}
+
+
+# -- compression rate ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompressionReport:
+    """Dense / kept parameter counts. ``matrix_*``: the pruned matrices' weights only;
+    ``overall_*``: every parameter of the model (biases and unpruned matrices are kept)."""
+
+    per_matrix: dict[str, tuple[int, int]] = field(default_factory=dict)
+    matrix_dense: int = 0
+    matrix_kept: int = 0
+    overall_dense: int = 0
+    overall_kept: int = 0
+
+    @property
+    def matrix_rate(self) -> float:
+        return bsp.compression_rate(self.matrix_dense, self.matrix_kept)
+
+    @property
+    def overall_rate(self) -> float:
+        return bsp.compression_rate(self.overall_dense, self.overall_kept)
+
+    def summary(self) -> str:
+        return (
+            f"pruned matrices: {self.matrix_kept:,}/{self.matrix_dense:,} kept "
+            f"({self.matrix_rate:.1f}x); overall: {self.overall_kept:,}/{self.overall_dense:,} "
+            f"({self.overall_rate:.1f}x)"
+        )
+
+
+def compression_report(
+    model: nn.Module, masks: Mapping[str, torch.Tensor | np.ndarray] | MaskSet
+) -> CompressionReport:
+    """Compression of ``model`` under ``masks`` (a kept weight is a True mask entry)."""
+    if isinstance(masks, MaskSet):
+        masks = masks.masks
+    mats = model.matrices()  # type: ignore[operator]
+    per: dict[str, tuple[int, int]] = {}
+    for n, m in masks.items():
+        if n not in mats:
+            raise ValueError(f"mask for unknown matrix {n!r}")
+        per[n] = (mats[n].numel(), int(np.count_nonzero(np.asarray(torch.as_tensor(m).cpu()))))
+    dense = sum(d for d, _ in per.values())
+    kept = sum(k for _, k in per.values())
+    total = sum(p.numel() for p in model.parameters())
+    return CompressionReport(per, dense, kept, total, total - (dense - kept))

@@ -11,6 +11,8 @@ platform or device (CI installs PoCL, a CPU OpenCL device, so these run there).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -93,7 +95,7 @@ def test_streaming_equals_offline(kind: str) -> None:
     for sizes in ([1] * 150, [7, 64, 1, 65, 13], [150]):
         stream = session.stream()
         bounds = np.cumsum([0, *sizes])
-        streamed = np.concatenate([stream.push(x[a:b]) for a, b in zip(bounds, bounds[1:])])
+        streamed = np.concatenate([stream.push(x[a:b]) for a, b in itertools.pairwise(bounds)])
         assert stream.frames_seen == 150
         assert np.abs(streamed - offline).max() <= 1e-5
 

@@ -40,8 +40,13 @@ U64_MAX = 2**64 - 1
 
 # Section types and the names the reader uses for them (docs/bspc.md).
 MODEL, LABELS_SEC, NORM, MATRIX, VECTOR = 1, 2, 3, 4, 5
-SECTION_NAMES = {MODEL: "MODEL", LABELS_SEC: "LABELS", NORM: "NORM", MATRIX: "MATRIX",
-                 VECTOR: "VECTOR"}
+SECTION_NAMES = {
+    MODEL: "MODEL",
+    LABELS_SEC: "LABELS",
+    NORM: "NORM",
+    MATRIX: "MATRIX",
+    VECTOR: "VECTOR",
+}
 
 DType = Literal["f32", "f16"]
 Source = Literal["bytes", "path"]
@@ -127,8 +132,13 @@ def where(data: bytes, stype: int, index: int = 0) -> str:
 def patch_entry(data: bytes, stype: int, index: int, field: str, value: int) -> bytes:
     """Directory entry field (``type``, ``index``, ``offset``, ``size``, ``reserved``) set."""
     k, _ = find_section(data, stype, index)
-    off, fmt = {"type": (0, "I"), "index": (4, "I"), "offset": (8, "Q"), "size": (16, "Q"),
-                "reserved": (24, "Q")}[field]
+    off, fmt = {
+        "type": (0, "I"),
+        "index": (4, "I"),
+        "offset": (8, "Q"),
+        "size": (16, "Q"),
+        "reserved": (24, "Q"),
+    }[field]
     return patch_fixed(data, entry_pos(k) + off, fmt, value)
 
 
@@ -155,8 +165,16 @@ def with_file_size(data: bytes) -> bytes:
 
 # ----------------------------------------------------------------------------- MATRIX layout
 
-_ARRAY_NAMES = ("strip_ptr", "col_block_ptr", "row_perm", "block_col_ptr", "col_idx",
-                "block_row_ptr", "row_idx", "values")
+_ARRAY_NAMES = (
+    "strip_ptr",
+    "col_block_ptr",
+    "row_perm",
+    "block_col_ptr",
+    "col_idx",
+    "block_row_ptr",
+    "row_idx",
+    "values",
+)
 
 
 def _align64(n: int) -> int:
@@ -201,8 +219,16 @@ def matrix_layout(data: bytes, index: int) -> MatrixLayout:
     rows, cols, num_r, num_c, dtype, _, vc, cic, ric = struct.unpack_from("<6I3Q", data, off)
     blocks = num_r * num_c
     esize = 2 if dtype == 2 else 4
-    sizes = [4 * (num_r + 1), 4 * (num_c + 1), 4 * rows, 4 * (blocks + 1), 4 * cic,
-             4 * (blocks + 1), 4 * ric, esize * vc]
+    sizes = [
+        4 * (num_r + 1),
+        4 * (num_c + 1),
+        4 * rows,
+        4 * (blocks + 1),
+        4 * cic,
+        4 * (blocks + 1),
+        4 * ric,
+        esize * vc,
+    ]
     offsets: dict[str, int] = {}
     end = 64
     for name, size in zip(_ARRAY_NAMES, sizes, strict=True):
@@ -263,30 +289,49 @@ def add(name: str, build: Callable[[], bytes], match: str) -> None:
 add("magic-one-byte", lambda: patch(base(), 3, "B", ord("X")), r"header\.magic: not a BSPC file")
 add("magic-zero", lambda: patch(base(), 0, "8s", bytes(8)), r"header\.magic")
 add("magic-png", lambda: patch(base(), 0, "8s", b"\x89PNG\r\n\x1a\n"), r"header\.magic")
-add("major-2", lambda: patch(base(), 8, "H", 2),
-    r"header\.version_major: unsupported version 2\.0")
-add("major-2-minor-3", lambda: patch(base(), 8, "HH", 2, 3),
-    r"header\.version_major: unsupported version 2\.3")
+add("major-2", lambda: patch(base(), 8, "H", 2), r"header\.version_major: unsupported version 2\.0")
+add(
+    "major-2-minor-3",
+    lambda: patch(base(), 8, "HH", 2, 3),
+    r"header\.version_major: unsupported version 2\.3",
+)
 add("major-0", lambda: patch(base(), 8, "H", 0), r"header\.version_major: unsupported version 0")
 add("major-max", lambda: patch(base(), 8, "H", 0xFFFF), r"header\.version_major")
-add("header-size-0", lambda: patch(base(), 12, "I", 0),
-    r"header\.header_size: must be 64, found 0")
-add("header-size-128", lambda: patch(base(), 12, "I", 128),
-    r"header\.header_size: must be 64, found 128")
+add("header-size-0", lambda: patch(base(), 12, "I", 0), r"header\.header_size: must be 64, found 0")
+add(
+    "header-size-128",
+    lambda: patch(base(), 12, "I", 128),
+    r"header\.header_size: must be 64, found 128",
+)
 add("file-size-plus-1", lambda: patch(base(), 16, "Q", len(base()) + 1), r"header\.file_size")
 add("file-size-max", lambda: patch(base(), 16, "Q", U64_MAX), r"header\.file_size")
-add("directory-offset-0", lambda: patch(base(), 24, "Q", 0),
-    r"header\.directory_offset: must be 64, found 0")
-add("directory-offset-128", lambda: patch(base(), 24, "Q", 128),
-    r"header\.directory_offset: must be 64, found 128")
+add(
+    "directory-offset-0",
+    lambda: patch(base(), 24, "Q", 0),
+    r"header\.directory_offset: must be 64, found 0",
+)
+add(
+    "directory-offset-128",
+    lambda: patch(base(), 24, "Q", 128),
+    r"header\.directory_offset: must be 64, found 128",
+)
 add("directory-offset-max", lambda: patch(base(), 24, "Q", U64_MAX), r"header\.directory_offset")
-add("section-count-0", lambda: patch(base(), 32, "I", 0),
-    r"header\.section_count: 0 outside \[1, 4096\]")
-add("section-count-u32-max", lambda: patch(base(), 32, "I", U32_MAX),
-    rf"header\.section_count: {U32_MAX} outside \[1, 4096\]")
+add(
+    "section-count-0",
+    lambda: patch(base(), 32, "I", 0),
+    r"header\.section_count: 0 outside \[1, 4096\]",
+)
+add(
+    "section-count-u32-max",
+    lambda: patch(base(), 32, "I", U32_MAX),
+    rf"header\.section_count: {U32_MAX} outside \[1, 4096\]",
+)
 add("section-count-4097", lambda: patch(base(), 32, "I", 4097), r"header\.section_count: 4097")
-add("section-count-4096-past-end", lambda: patch(base(), 32, "I", 4096),
-    r"directory: 4096 entries need 131136 bytes but the file has")
+add(
+    "section-count-4096-past-end",
+    lambda: patch(base(), 32, "I", 4096),
+    r"directory: 4096 entries need 131136 bytes but the file has",
+)
 add("header-reserved", lambda: patch(base(), 63, "B", 1), r"header\.reserved: must be zero")
 
 
@@ -322,71 +367,135 @@ def _checksum_last() -> bytes:
     return bytes(data)
 
 
-add("checksum-field", lambda: patch(base(), 36, "I", read_header(base()).checksum ^ 1),
-    r"header\.checksum")
+add(
+    "checksum-field",
+    lambda: patch(base(), 36, "I", read_header(base()).checksum ^ 1),
+    r"header\.checksum",
+)
 
 # --- directory
 
 for _stype, _idx in ((MODEL, 0), (LABELS_SEC, 0), (MATRIX, 0), (MATRIX, 2), (VECTOR, 2)):
     _n = f"{SECTION_NAMES[_stype]}{_idx}"
-    add(f"dir-size-u64-max-{_n}",
+    add(
+        f"dir-size-u64-max-{_n}",
         lambda s=_stype, i=_idx: patch_entry(base(), s, i, "size", U64_MAX),
         where(base(), _stype, _idx) + r"\.size: section \[\d+, \d+\+18446744073709551615\) "
-        r"reaches past the end of the file")
-    add(f"dir-size-wraps-to-zero-{_n}",
+        r"reaches past the end of the file",
+    )
+    add(
+        f"dir-size-wraps-to-zero-{_n}",
         # offset + size == 2**64: a sum computed in u64 would wrap to 0 and pass.
         lambda s=_stype, i=_idx: patch_entry(
-            base(), s, i, "size", 2**64 - section_offset(base(), s, i)),
-        where(base(), _stype, _idx) + r"\.size: .* reaches past the end of the file")
-    add(f"dir-offset-near-u64-max-{_n}",
+            base(), s, i, "size", 2**64 - section_offset(base(), s, i)
+        ),
+        where(base(), _stype, _idx) + r"\.size: .* reaches past the end of the file",
+    )
+    add(
+        f"dir-offset-near-u64-max-{_n}",
         lambda s=_stype, i=_idx: patch_entry(base(), s, i, "offset", 2**64 - 64),
-        where(base(), _stype, _idx) + r"\.size: section \[18446744073709551552, ")
-    add(f"dir-offset-misaligned-{_n}",
+        where(base(), _stype, _idx) + r"\.size: section \[18446744073709551552, ",
+    )
+    add(
+        f"dir-offset-misaligned-{_n}",
         lambda s=_stype, i=_idx: patch_entry(
-            base(), s, i, "offset", section_offset(base(), s, i) + 4),
-        where(base(), _stype, _idx) + r"\.offset: \d+ is not a multiple of 64")
-    add(f"dir-type-unknown-{_n}",
+            base(), s, i, "offset", section_offset(base(), s, i) + 4
+        ),
+        where(base(), _stype, _idx) + r"\.offset: \d+ is not a multiple of 64",
+    )
+    add(
+        f"dir-type-unknown-{_n}",
         lambda s=_stype, i=_idx: patch_entry(base(), s, i, "type", 7),
         rf"directory\[{find_section(base(), _stype, _idx)[0]}\] \(UNKNOWN\[{_idx}\]\)"
-        r"\.type: unknown section type 7")
-    add(f"dir-reserved-{_n}",
+        r"\.type: unknown section type 7",
+    )
+    add(
+        f"dir-reserved-{_n}",
         lambda s=_stype, i=_idx: patch_entry(base(), s, i, "reserved", 1),
-        where(base(), _stype, _idx) + r"\.reserved: must be zero")
+        where(base(), _stype, _idx) + r"\.reserved: must be zero",
+    )
 
-add("dir-type-0", lambda: patch_entry(base(), MODEL, 0, "type", 0),
-    r"directory\[0\] \(UNKNOWN\[0\]\)\.type: unknown section type 0")
-add("dir-type-u32-max", lambda: patch_entry(base(), VECTOR, 1, "type", U32_MAX),
-    rf"\(UNKNOWN\[1\]\)\.type: unknown section type {U32_MAX}")
-add("dir-duplicate-vector", lambda: patch_entry(base(), VECTOR, 1, "index", 0),
-    r"directory\[\d+\] \(VECTOR\[0\]\): duplicate section VECTOR\[0\]")
-add("dir-duplicate-matrix", lambda: patch_entry(base(), MATRIX, 2, "index", 1),
-    r"\(MATRIX\[1\]\): duplicate section MATRIX\[1\]")
-add("dir-duplicate-model", lambda: patch_entry(base(), LABELS_SEC, 0, "type", MODEL),
-    r"directory\[1\] \(MODEL\[0\]\): duplicate section MODEL\[0\]")
-add("dir-first-offset-in-directory", lambda: patch_entry(base(), MODEL, 0, "offset", 64),
-    r"directory\[0\] \(MODEL\[0\]\)\.offset: 64 overlaps the directory")
-add("dir-offset-0", lambda: patch_entry(base(), MODEL, 0, "offset", 0),
-    r"directory\[0\] \(MODEL\[0\]\)\.offset: 0 overlaps")
-add("dir-overlap-same-offset",
+add(
+    "dir-type-0",
+    lambda: patch_entry(base(), MODEL, 0, "type", 0),
+    r"directory\[0\] \(UNKNOWN\[0\]\)\.type: unknown section type 0",
+)
+add(
+    "dir-type-u32-max",
+    lambda: patch_entry(base(), VECTOR, 1, "type", U32_MAX),
+    rf"\(UNKNOWN\[1\]\)\.type: unknown section type {U32_MAX}",
+)
+add(
+    "dir-duplicate-vector",
+    lambda: patch_entry(base(), VECTOR, 1, "index", 0),
+    r"directory\[\d+\] \(VECTOR\[0\]\): duplicate section VECTOR\[0\]",
+)
+add(
+    "dir-duplicate-matrix",
+    lambda: patch_entry(base(), MATRIX, 2, "index", 1),
+    r"\(MATRIX\[1\]\): duplicate section MATRIX\[1\]",
+)
+add(
+    "dir-duplicate-model",
+    lambda: patch_entry(base(), LABELS_SEC, 0, "type", MODEL),
+    r"directory\[1\] \(MODEL\[0\]\): duplicate section MODEL\[0\]",
+)
+add(
+    "dir-first-offset-in-directory",
+    lambda: patch_entry(base(), MODEL, 0, "offset", 64),
+    r"directory\[0\] \(MODEL\[0\]\)\.offset: 64 overlaps the directory",
+)
+add(
+    "dir-offset-0",
+    lambda: patch_entry(base(), MODEL, 0, "offset", 0),
+    r"directory\[0\] \(MODEL\[0\]\)\.offset: 0 overlaps",
+)
+add(
+    "dir-overlap-same-offset",
     lambda: patch_entry(base(), MATRIX, 1, "offset", section_offset(base(), MATRIX, 0)),
-    where(base(), MATRIX, 1) + r"\.offset: \d+ overlaps the directory or the previous section")
-add("dir-overlap-size-grown",
-    lambda: patch_entry(base(), MATRIX, 0, "size",
-                        section_offset(base(), MATRIX, 1) - section_offset(base(), MATRIX, 0)
-                        + 64),
-    where(base(), MATRIX, 1) + r"\.offset: \d+ overlaps .* previous ends at \d+")
-add("dir-out-of-order", lambda: swap_entries(base(), 2, 3),
-    r"directory\[3\] \(MATRIX\[0\]\)\.offset: \d+ overlaps")
-add("dir-missing-model", lambda: patch_entry(base(), MODEL, 0, "index", 1),
-    r"directory: required section MODEL\[0\] is missing")
-add("dir-missing-labels", lambda: patch_entry(base(), LABELS_SEC, 0, "type", NORM),
-    r"directory: required section LABELS\[0\] is missing")
-add("dir-matrix-index-unused", lambda: patch_entry(base(), MATRIX, 2, "index", 3),
-    r"MATRIX\[3\]: index 3 unused by a 1-layer model \(ids 0\.\.2\)")
-add("dir-vector-index-unused", lambda: patch_entry(base(), VECTOR, 1, "index", 99),
-    r"VECTOR\[99\]: index 99 unused")
-add("dir-labels-index-1", lambda: patch_entry(base(), LABELS_SEC, 0, "index", 1),
-    r"required section LABELS\[0\] is missing")
+    where(base(), MATRIX, 1) + r"\.offset: \d+ overlaps the directory or the previous section",
+)
+add(
+    "dir-overlap-size-grown",
+    lambda: patch_entry(
+        base(),
+        MATRIX,
+        0,
+        "size",
+        section_offset(base(), MATRIX, 1) - section_offset(base(), MATRIX, 0) + 64,
+    ),
+    where(base(), MATRIX, 1) + r"\.offset: \d+ overlaps .* previous ends at \d+",
+)
+add(
+    "dir-out-of-order",
+    lambda: swap_entries(base(), 2, 3),
+    r"directory\[3\] \(MATRIX\[0\]\)\.offset: \d+ overlaps",
+)
+add(
+    "dir-missing-model",
+    lambda: patch_entry(base(), MODEL, 0, "index", 1),
+    r"directory: required section MODEL\[0\] is missing",
+)
+add(
+    "dir-missing-labels",
+    lambda: patch_entry(base(), LABELS_SEC, 0, "type", NORM),
+    r"directory: required section LABELS\[0\] is missing",
+)
+add(
+    "dir-matrix-index-unused",
+    lambda: patch_entry(base(), MATRIX, 2, "index", 3),
+    r"MATRIX\[3\]: index 3 unused by a 1-layer model \(ids 0\.\.2\)",
+)
+add(
+    "dir-vector-index-unused",
+    lambda: patch_entry(base(), VECTOR, 1, "index", 99),
+    r"VECTOR\[99\]: index 99 unused",
+)
+add(
+    "dir-labels-index-1",
+    lambda: patch_entry(base(), LABELS_SEC, 0, "index", 1),
+    r"required section LABELS\[0\] is missing",
+)
 
 # --- MODEL section
 
@@ -401,14 +510,20 @@ def model_patch(pos: int, value: int, data: bytes | None = None) -> Callable[[],
 
 add("model-kind-0", model_patch(0, 0), r"MODEL\[0\]\.model_kind: unknown value 0")
 add("model-kind-3", model_patch(0, 3), r"MODEL\[0\]\.model_kind: unknown value 3")
-add("model-kind-lstm-gru-order", model_patch(0, 2),
-    r"MODEL\[0\]\.gate_order: 1 is not valid for this model kind \(expected 2")
+add(
+    "model-kind-lstm-gru-order",
+    model_patch(0, 2),
+    r"MODEL\[0\]\.gate_order: 1 is not valid for this model kind \(expected 2",
+)
 add("model-gate-order-2", model_patch(16, 2), r"MODEL\[0\]\.gate_order: 2 is not valid")
 add("model-num-layers-0", model_patch(4, 0), r"MODEL\[0\]\.num_layers: 0 outside \[1, 64\]")
 add("model-num-layers-65", model_patch(4, 65), r"MODEL\[0\]\.num_layers: 65 outside")
 add("model-num-layers-u32-max", model_patch(4, U32_MAX), r"MODEL\[0\]\.num_layers")
-add("model-num-layers-2-size", model_patch(4, 2),
-    r"MODEL\[0\]: section is 36 bytes but num_layers 2 implies 40")
+add(
+    "model-num-layers-2-size",
+    model_patch(4, 2),
+    r"MODEL\[0\]: section is 36 bytes but num_layers 2 implies 40",
+)
 add("model-input-dim-0", model_patch(8, 0), r"MODEL\[0\]\.input_dim: 0 outside")
 add("model-input-dim-too-big", model_patch(8, 2**24 + 1), r"MODEL\[0\]\.input_dim: 16777217")
 add("model-output-dim-0", model_patch(12, 0), r"MODEL\[0\]\.output_dim: 0 outside")
@@ -418,27 +533,54 @@ add("model-flags-bit-1", model_patch(24, 2), r"MODEL\[0\]\.flags: unknown bits s
 add("model-reserved", model_patch(28, 1), r"MODEL\[0\]\.reserved: must be zero")
 add("model-hidden-0", model_patch(32, 0), r"MODEL\[0\]\.hidden_dim\[0\]: 0 outside")
 add("model-hidden-u32-max", model_patch(32, U32_MAX), r"MODEL\[0\]\.hidden_dim\[0\]")
-add("model-size-short", lambda: patch_entry(base(), MODEL, 0, "size", 28),
-    r"MODEL\[0\]: section is 28 bytes, shorter than 32")
-add("model-size-long", lambda: patch_entry(base(), MODEL, 0, "size", 40),
-    r"MODEL\[0\]: section is 40 bytes but num_layers 1 implies 36")
+add(
+    "model-size-short",
+    lambda: patch_entry(base(), MODEL, 0, "size", 28),
+    r"MODEL\[0\]: section is 28 bytes, shorter than 32",
+)
+add(
+    "model-size-long",
+    lambda: patch_entry(base(), MODEL, 0, "size", 40),
+    r"MODEL\[0\]: section is 40 bytes but num_layers 1 implies 36",
+)
 
 # --- shapes: MODEL dims against MATRIX / VECTOR / LABELS
 
-add("shape-input-dim", model_patch(8, INPUT_DIM + 1),
-    r"MATRIX\[0\] \(l0\.w_ih\): shape 24x6 but the model needs 24x7")
-add("shape-hidden-dim", model_patch(32, HIDDEN_DIM + 1),
-    r"MATRIX\[0\] \(l0\.w_ih\): shape 24x6 but the model needs 27x6")
-add("shape-hidden-dim-layer-1", lambda: model_patch(36, HIDDEN_DIM + 1, model_bytes(2))(),
-    r"MATRIX\[2\] \(l1\.w_ih\): shape 24x8 but the model needs 27x8")
-add("shape-swapped-matrices", lambda: swap_indices(base(), MATRIX, 0, 1),
-    r"MATRIX\[0\] \(l0\.w_ih\): shape 24x8 but the model needs 24x6")
-add("shape-swapped-output-matrix", lambda: swap_indices(base(), MATRIX, 1, 2),
-    r"MATRIX\[1\] \(l0\.w_hh\): shape 5x8 but the model needs 24x8")
-add("shape-swapped-biases", lambda: swap_indices(base(), VECTOR, 0, 2),
-    r"VECTOR\[0\] \(bias of l0\.w_ih\): length 5 but the model needs 24")
-add("shape-output-dim-vs-labels", model_patch(12, OUTPUT_DIM + 1),
-    r"LABELS\[0\]\.count: 5 labels but MODEL output_dim is 6")
+add(
+    "shape-input-dim",
+    model_patch(8, INPUT_DIM + 1),
+    r"MATRIX\[0\] \(l0\.w_ih\): shape 24x6 but the model needs 24x7",
+)
+add(
+    "shape-hidden-dim",
+    model_patch(32, HIDDEN_DIM + 1),
+    r"MATRIX\[0\] \(l0\.w_ih\): shape 24x6 but the model needs 27x6",
+)
+add(
+    "shape-hidden-dim-layer-1",
+    lambda: model_patch(36, HIDDEN_DIM + 1, model_bytes(2))(),
+    r"MATRIX\[2\] \(l1\.w_ih\): shape 24x8 but the model needs 27x8",
+)
+add(
+    "shape-swapped-matrices",
+    lambda: swap_indices(base(), MATRIX, 0, 1),
+    r"MATRIX\[0\] \(l0\.w_ih\): shape 24x8 but the model needs 24x6",
+)
+add(
+    "shape-swapped-output-matrix",
+    lambda: swap_indices(base(), MATRIX, 1, 2),
+    r"MATRIX\[1\] \(l0\.w_hh\): shape 5x8 but the model needs 24x8",
+)
+add(
+    "shape-swapped-biases",
+    lambda: swap_indices(base(), VECTOR, 0, 2),
+    r"VECTOR\[0\] \(bias of l0\.w_ih\): length 5 but the model needs 24",
+)
+add(
+    "shape-output-dim-vs-labels",
+    model_patch(12, OUTPUT_DIM + 1),
+    r"LABELS\[0\]\.count: 5 labels but MODEL output_dim is 6",
+)
 
 # --- LABELS section
 
@@ -451,23 +593,44 @@ _BLOB = 4 + 4 * (OUTPUT_DIM + 1)  # section-relative offset of the label bytes
 _LABEL_AT = [_BLOB + sum(len(s) for s in LABELS[:k]) for k in range(OUTPUT_DIM)]
 _BLOB_SIZE = sum(len(s) for s in LABELS)
 
-add("labels-count-4", labels_patch(0, "I", 4),
-    r"LABELS\[0\]\.count: 4 labels but MODEL output_dim is 5")
-add("labels-count-u32-max", labels_patch(0, "I", U32_MAX),
-    rf"LABELS\[0\]\.count: {U32_MAX} labels but MODEL output_dim is 5")
+add(
+    "labels-count-4",
+    labels_patch(0, "I", 4),
+    r"LABELS\[0\]\.count: 4 labels but MODEL output_dim is 5",
+)
+add(
+    "labels-count-u32-max",
+    labels_patch(0, "I", U32_MAX),
+    rf"LABELS\[0\]\.count: {U32_MAX} labels but MODEL output_dim is 5",
+)
 add("labels-offsets-0", labels_patch(4, "I", 1), r"LABELS\[0\]\.offsets\[0\]: must be 0")
-add("labels-offsets-decreasing", labels_patch(4 + 4 * 2, "I", 0),
-    rf"LABELS\[0\]\.offsets\[2\]: 0 is smaller than the previous {len(LABELS[0])}")
-add("labels-offsets-last", labels_patch(4 + 4 * OUTPUT_DIM, "I", _BLOB_SIZE + 1),
+add(
+    "labels-offsets-decreasing",
+    labels_patch(4 + 4 * 2, "I", 0),
+    rf"LABELS\[0\]\.offsets\[2\]: 0 is smaller than the previous {len(LABELS[0])}",
+)
+add(
+    "labels-offsets-last",
+    labels_patch(4 + 4 * OUTPUT_DIM, "I", _BLOB_SIZE + 1),
     rf"LABELS\[0\]: section is {_BLOB + _BLOB_SIZE} bytes but the offsets imply "
-    rf"{_BLOB + _BLOB_SIZE + 1}")
-add("labels-offsets-last-u32-max", labels_patch(4 + 4 * OUTPUT_DIM, "I", U32_MAX),
+    rf"{_BLOB + _BLOB_SIZE + 1}",
+)
+add(
+    "labels-offsets-last-u32-max",
+    labels_patch(4 + 4 * OUTPUT_DIM, "I", U32_MAX),
     rf"LABELS\[0\]: section is {_BLOB + _BLOB_SIZE} bytes but the offsets imply "
-    rf"{_BLOB + U32_MAX}")
-add("labels-size-short", lambda: patch_entry(base(), LABELS_SEC, 0, "size", 3),
-    r"LABELS\[0\]: section is 3 bytes, shorter than 4")
-add("labels-size-offsets-cut", lambda: patch_entry(base(), LABELS_SEC, 0, "size", 12),
-    r"LABELS\[0\]: section is 12 bytes, too short for 5 offsets")
+    rf"{_BLOB + U32_MAX}",
+)
+add(
+    "labels-size-short",
+    lambda: patch_entry(base(), LABELS_SEC, 0, "size", 3),
+    r"LABELS\[0\]: section is 3 bytes, shorter than 4",
+)
+add(
+    "labels-size-offsets-cut",
+    lambda: patch_entry(base(), LABELS_SEC, 0, "size", 12),
+    r"LABELS\[0\]: section is 12 bytes, too short for 5 offsets",
+)
 for _name, _k, _raw in (
     ("ff", 0, b"\xffil"),  # never valid in UTF-8
     ("lone-continuation", 1, b"\x80a"),
@@ -479,8 +642,11 @@ for _name, _k, _raw in (
     ("cut-4-byte", 0, b"\xf0\x9f\x98"),
     ("five-byte-lead", 0, b"\xf8\x88\x80"),
 ):
-    add(f"labels-utf8-{_name}", labels_patch(_LABEL_AT[_k], f"{len(_raw)}s", _raw),
-        rf"LABELS\[0\]: label {_k} is not valid UTF-8")
+    add(
+        f"labels-utf8-{_name}",
+        labels_patch(_LABEL_AT[_k], f"{len(_raw)}s", _raw),
+        rf"LABELS\[0\]: label {_k} is not valid UTF-8",
+    )
 
 
 @case("labels-utf8-above-10ffff", r"LABELS\[0\]: label 0 is not valid UTF-8")
@@ -492,8 +658,11 @@ def _label_above_max_code_point() -> bytes:
 
 
 # A two-byte character split across labels 1 and 2: label 1 ends inside the sequence.
-add("labels-utf8-split-across-labels", labels_patch(_LABEL_AT[1], "4s", b"a\xc3\xa9e"),
-    r"LABELS\[0\]: label 1 is not valid UTF-8")
+add(
+    "labels-utf8-split-across-labels",
+    labels_patch(_LABEL_AT[1], "4s", b"a\xc3\xa9e"),
+    r"LABELS\[0\]: label 1 is not valid UTF-8",
+)
 
 # --- NORM section and the MODEL flag
 
@@ -506,10 +675,16 @@ def norm_patch(pos: int, fmt: str, value: int | float) -> Callable[[], bytes]:
     return build
 
 
-add("norm-flag-without-section", model_patch(24, 1),
-    r"directory: MODEL\[0\]\.flags says a NORM section is present but it is missing")
-add("norm-section-without-flag", lambda: model_patch(24, 0, model_bytes(norm=True))(),
-    r"directory: a NORM section is present but MODEL\[0\]\.flags bit 0 is not set")
+add(
+    "norm-flag-without-section",
+    model_patch(24, 1),
+    r"directory: MODEL\[0\]\.flags says a NORM section is present but it is missing",
+)
+add(
+    "norm-section-without-flag",
+    lambda: model_patch(24, 0, model_bytes(norm=True))(),
+    r"directory: a NORM section is present but MODEL\[0\]\.flags bit 0 is not set",
+)
 add("norm-dim", norm_patch(0, "I", INPUT_DIM - 1), r"NORM\[0\]\.dim: 5 but MODEL input_dim is 6")
 add("norm-dim-u32-max", norm_patch(0, "I", U32_MAX), r"NORM\[0\]\.dim: 4294967295")
 add("norm-eps-0", norm_patch(4, "f", 0.0), r"NORM\[0\]\.eps: must be finite and > 0")
@@ -518,13 +693,22 @@ add("norm-eps-nan", norm_patch(4, "f", float("nan")), r"NORM\[0\]\.eps")
 add("norm-eps-inf", norm_patch(4, "f", float("inf")), r"NORM\[0\]\.eps")
 add("norm-mean-nan", norm_patch(8 + 4 * 2, "f", float("nan")), r"NORM\[0\]\.mean\[2\]: not finite")
 add("norm-mean-inf", norm_patch(8 + 4 * 5, "f", -float("inf")), r"NORM\[0\]\.mean\[5\]")
-add("norm-var-negative", norm_patch(8 + 4 * (INPUT_DIM + 3), "f", -1.0),
-    r"NORM\[0\]\.var\[3\]: must be finite and >= 0, found -1")
+add(
+    "norm-var-negative",
+    norm_patch(8 + 4 * (INPUT_DIM + 3), "f", -1.0),
+    r"NORM\[0\]\.var\[3\]: must be finite and >= 0, found -1",
+)
 add("norm-var-nan", norm_patch(8 + 4 * INPUT_DIM, "f", float("nan")), r"NORM\[0\]\.var\[0\]")
-add("norm-var-inf", norm_patch(8 + 4 * (2 * INPUT_DIM - 1), "f", float("inf")),
-    r"NORM\[0\]\.var\[5\]")
-add("norm-size", lambda: patch_entry(model_bytes(norm=True), NORM, 0, "size", 8),
-    r"NORM\[0\]: section is 8 bytes but dim 6 implies 56")
+add(
+    "norm-var-inf",
+    norm_patch(8 + 4 * (2 * INPUT_DIM - 1), "f", float("inf")),
+    r"NORM\[0\]\.var\[5\]",
+)
+add(
+    "norm-size",
+    lambda: patch_entry(model_bytes(norm=True), NORM, 0, "size", 8),
+    r"NORM\[0\]: section is 8 bytes but dim 6 implies 56",
+)
 
 # --- VECTOR sections (biases)
 
@@ -534,21 +718,39 @@ def vector_patch(index: int, pos: int, fmt: str, value: int | float) -> Callable
 
 
 for _vid in range(3):
-    add(f"vector{_vid}-nan", vector_patch(_vid, 16 + 4 * 3, "f", float("nan")),
-        rf"VECTOR\[{_vid}\]\.values\[3\]: not finite")
+    add(
+        f"vector{_vid}-nan",
+        vector_patch(_vid, 16 + 4 * 3, "f", float("nan")),
+        rf"VECTOR\[{_vid}\]\.values\[3\]: not finite",
+    )
 add("vector-inf", vector_patch(1, 16, "f", float("inf")), r"VECTOR\[1\]\.values\[0\]: not finite")
-add("vector-minus-inf-last", vector_patch(2, 16 + 4 * (OUTPUT_DIM - 1), "f", -float("inf")),
-    r"VECTOR\[2\]\.values\[4\]: not finite")
-add("vector-dtype-f16", vector_patch(0, 4, "I", 2),
-    r"VECTOR\[0\]\.dtype: unknown value 2 \(only 1 = f32 is defined\)")
+add(
+    "vector-minus-inf-last",
+    vector_patch(2, 16 + 4 * (OUTPUT_DIM - 1), "f", -float("inf")),
+    r"VECTOR\[2\]\.values\[4\]: not finite",
+)
+add(
+    "vector-dtype-f16",
+    vector_patch(0, 4, "I", 2),
+    r"VECTOR\[0\]\.dtype: unknown value 2 \(only 1 = f32 is defined\)",
+)
 add("vector-dtype-0", vector_patch(0, 4, "I", 0), r"VECTOR\[0\]\.dtype: unknown value 0")
 add("vector-reserved", vector_patch(0, 12, "I", 1), r"VECTOR\[0\]\.reserved: must be zero")
-add("vector-length-plus-1", vector_patch(0, 0, "I", 25),
-    r"VECTOR\[0\]: section is 112 bytes but length 25 implies 116")
-add("vector-length-u32-max", vector_patch(0, 0, "I", U32_MAX),
-    r"VECTOR\[0\]: section is 112 bytes but length 4294967295 implies 17179869196")
-add("vector-size-short", lambda: patch_entry(base(), VECTOR, 2, "size", 15),
-    r"VECTOR\[2\]: section is 15 bytes, shorter than its 16-byte header")
+add(
+    "vector-length-plus-1",
+    vector_patch(0, 0, "I", 25),
+    r"VECTOR\[0\]: section is 112 bytes but length 25 implies 116",
+)
+add(
+    "vector-length-u32-max",
+    vector_patch(0, 0, "I", U32_MAX),
+    r"VECTOR\[0\]: section is 112 bytes but length 4294967295 implies 17179869196",
+)
+add(
+    "vector-size-short",
+    lambda: patch_entry(base(), VECTOR, 2, "size", 15),
+    r"VECTOR\[2\]: section is 15 bytes, shorter than its 16-byte header",
+)
 
 # --- MATRIX sections: header
 
@@ -568,37 +770,60 @@ add("matrix-rows-too-big", matrix_header_patch(0, "I", 2**24 + 1), r"MATRIX\[0\]
 add("matrix-cols-0", matrix_header_patch(4, "I", 0), r"MATRIX\[0\]\.cols: 0 outside")
 add("matrix-cols-u32-max", matrix_header_patch(4, "I", U32_MAX), r"MATRIX\[0\]\.cols")
 add("matrix-num-r-0", matrix_header_patch(8, "I", 0), r"MATRIX\[0\]\.num_r: 0 outside")
-add("matrix-num-r-above-rows", matrix_header_patch(8, "I", 25),
-    r"MATRIX\[0\]\.num_r: 25 outside \[1, rows=24\]")
+add(
+    "matrix-num-r-above-rows",
+    matrix_header_patch(8, "I", 25),
+    r"MATRIX\[0\]\.num_r: 25 outside \[1, rows=24\]",
+)
 add("matrix-num-c-0", matrix_header_patch(12, "I", 0), r"MATRIX\[0\]\.num_c: 0 outside")
-add("matrix-num-c-above-cols", matrix_header_patch(12, "I", 7),
-    r"MATRIX\[0\]\.num_c: 7 outside \[1, cols=6\]")
+add(
+    "matrix-num-c-above-cols",
+    matrix_header_patch(12, "I", 7),
+    r"MATRIX\[0\]\.num_c: 7 outside \[1, cols=6\]",
+)
 add("matrix-dtype-0", matrix_header_patch(16, "I", 0), r"MATRIX\[0\]\.dtype: unknown value 0")
-add("matrix-dtype-3", matrix_header_patch(16, "I", 3),
-    r"MATRIX\[0\]\.dtype: unknown value 3 \(1 = f32, 2 = f16\)")
+add(
+    "matrix-dtype-3",
+    matrix_header_patch(16, "I", 3),
+    r"MATRIX\[0\]\.dtype: unknown value 3 \(1 = f32, 2 = f16\)",
+)
 add("matrix-dtype-u32-max", matrix_header_patch(16, "I", U32_MAX), r"MATRIX\[0\]\.dtype")
 add("matrix-reserved0", matrix_header_patch(20, "I", 1), r"MATRIX\[0\]\.reserved: must be zero")
 add("matrix-reserved1", matrix_header_patch(63, "B", 1), r"MATRIX\[0\]\.reserved: must be zero")
-for _field, _pos, _limit in (("value_count", 24, "rows\\*cols = 144"),
-                             ("col_index_count", 32, "num_r\\*cols = 12"),
-                             ("row_index_count", 40, "num_c\\*rows = 48")):
+for _field, _pos, _limit in (
+    ("value_count", 24, "rows\\*cols = 144"),
+    ("col_index_count", 32, "num_r\\*cols = 12"),
+    ("row_index_count", 40, "num_c\\*rows = 48"),
+):
     # 2**62 and 2**63 times the element size wrap a u64 to 0; U64_MAX - 1 wraps to -8.
     for _value in (U64_MAX, U64_MAX - 1, 2**63, 2**62, 2**48):
-        add(f"matrix-{_field}-{_value:#x}", matrix_header_patch(_pos, "Q", _value),
-            rf"MATRIX\[0\]\.{_field}: {_value} exceeds {_limit}")
-add("matrix-value-count-plus-1",
+        add(
+            f"matrix-{_field}-{_value:#x}",
+            matrix_header_patch(_pos, "Q", _value),
+            rf"MATRIX\[0\]\.{_field}: {_value} exceeds {_limit}",
+        )
+add(
+    "matrix-value-count-plus-1",
     lambda: matrix_header_patch(24, "Q", matrix_layout(base(), 0).value_count + 1)(),
-    r"MATRIX\[0\]: section is \d+ bytes but its header implies \d+")
-add("matrix-col-index-count-plus-1",
+    r"MATRIX\[0\]: section is \d+ bytes but its header implies \d+",
+)
+add(
+    "matrix-col-index-count-plus-1",
     # col_idx may grow inside its 64-byte padding: then the pointer array no longer matches.
     lambda: matrix_header_patch(32, "Q", matrix_layout(base(), 0).col_index_count + 1)(),
     r"MATRIX\[0\](: section is \d+ bytes but its header implies \d+|"
-    r"\.block_col_ptr\[4\]: must equal \d+, found \d+)")
-add("matrix-size-short", lambda: patch_entry(base(), MATRIX, 0, "size", 63),
-    r"MATRIX\[0\]: section is 63 bytes, shorter than its 64-byte header")
-add("matrix-size-minus-4", lambda: patch_entry(
-    base(), MATRIX, 2, "size", find_section(base(), MATRIX, 2)[1].size - 4),
-    r"MATRIX\[2\]: section is \d+ bytes but its header implies \d+")
+    r"\.block_col_ptr\[4\]: must equal \d+, found \d+)",
+)
+add(
+    "matrix-size-short",
+    lambda: patch_entry(base(), MATRIX, 0, "size", 63),
+    r"MATRIX\[0\]: section is 63 bytes, shorter than its 64-byte header",
+)
+add(
+    "matrix-size-minus-4",
+    lambda: patch_entry(base(), MATRIX, 2, "size", find_section(base(), MATRIX, 2)[1].size - 4),
+    r"MATRIX\[2\]: section is \d+ bytes but its header implies \d+",
+)
 
 
 @case("matrix-f16-reinterpreted", r"MATRIX\[0\]\.value_count: \d+ but the blocks hold \d+ values")
@@ -614,7 +839,9 @@ def _f16_reinterpreted() -> bytes:
 
 
 def matrix_array_patch(
-    name: str, k: int | Callable[[MatrixLayout], int], value: int | Callable[[MatrixLayout], int],
+    name: str,
+    k: int | Callable[[MatrixLayout], int],
+    value: int | Callable[[MatrixLayout], int],
     index: int = 0,
 ) -> Callable[[], bytes]:
     def build() -> bytes:
@@ -626,34 +853,76 @@ def matrix_array_patch(
     return build
 
 
-add("strip-ptr-0", matrix_array_patch("strip_ptr", 0, 1),
-    r"MATRIX\[0\]\.strip_ptr\[0\]: must be 0, found 1")
-add("strip-ptr-short-of-rows", matrix_array_patch("strip_ptr", 2, 23),
-    r"MATRIX\[0\]\.strip_ptr\[2\]: must equal 24, found 23")
-add("strip-ptr-past-rows", matrix_array_patch("strip_ptr", 2, 25),
-    r"MATRIX\[0\]\.strip_ptr\[2\]: must equal 24, found 25")
-add("strip-ptr-decreasing", matrix_array_patch("strip_ptr", 1, 30),
-    r"MATRIX\[0\]\.strip_ptr\[2\]: 24 is smaller than the previous entry 30")
-add("strip-ptr-out", matrix_array_patch("strip_ptr", 2, 4, index=2),
-    r"MATRIX\[2\]\.strip_ptr\[2\]: must equal 5, found 4")
-add("col-block-ptr-last", matrix_array_patch("col_block_ptr", 2, 5),
-    r"MATRIX\[0\]\.col_block_ptr\[2\]: must equal 6, found 5")
-add("col-block-ptr-decreasing", matrix_array_patch("col_block_ptr", 1, U32_MAX),
-    r"MATRIX\[0\]\.col_block_ptr\[2\]: 6 is smaller than the previous entry 4294967295")
-add("block-col-ptr-last", matrix_array_patch("block_col_ptr", 4, lambda m: m.col_index_count + 1),
-    r"MATRIX\[0\]\.block_col_ptr\[4\]: must equal (\d+), found (?!\1)\d+")
-add("block-col-ptr-u32-max", matrix_array_patch("block_col_ptr", 1, U32_MAX),
-    r"MATRIX\[0\]\.block_col_ptr\[2\]: \d+ is smaller than the previous entry 4294967295")
-add("block-row-ptr-0", matrix_array_patch("block_row_ptr", 0, 1),
-    r"MATRIX\[0\]\.block_row_ptr\[0\]: must be 0, found 1")
-add("block-row-ptr-last", matrix_array_patch("block_row_ptr", 4, U32_MAX),
-    r"MATRIX\[0\]\.block_row_ptr\[4\]: must equal \d+, found 4294967295")
-add("row-perm-equals-rows", matrix_array_patch("row_perm", 0, 24),
-    r"MATRIX\[0\]\.row_perm\[0\]: row 24 outside strip 0 rows \[0, 12\)")
-add("row-perm-u32-max", matrix_array_patch("row_perm", 23, U32_MAX),
-    r"MATRIX\[0\]\.row_perm\[23\]: row 4294967295 outside strip 1 rows \[12, 24\)")
-add("row-perm-out-matrix", matrix_array_patch("row_perm", 4, 5, index=2),
-    r"MATRIX\[2\]\.row_perm\[4\]: row 5 outside strip 1 rows \[2, 5\)")
+add(
+    "strip-ptr-0",
+    matrix_array_patch("strip_ptr", 0, 1),
+    r"MATRIX\[0\]\.strip_ptr\[0\]: must be 0, found 1",
+)
+add(
+    "strip-ptr-short-of-rows",
+    matrix_array_patch("strip_ptr", 2, 23),
+    r"MATRIX\[0\]\.strip_ptr\[2\]: must equal 24, found 23",
+)
+add(
+    "strip-ptr-past-rows",
+    matrix_array_patch("strip_ptr", 2, 25),
+    r"MATRIX\[0\]\.strip_ptr\[2\]: must equal 24, found 25",
+)
+add(
+    "strip-ptr-decreasing",
+    matrix_array_patch("strip_ptr", 1, 30),
+    r"MATRIX\[0\]\.strip_ptr\[2\]: 24 is smaller than the previous entry 30",
+)
+add(
+    "strip-ptr-out",
+    matrix_array_patch("strip_ptr", 2, 4, index=2),
+    r"MATRIX\[2\]\.strip_ptr\[2\]: must equal 5, found 4",
+)
+add(
+    "col-block-ptr-last",
+    matrix_array_patch("col_block_ptr", 2, 5),
+    r"MATRIX\[0\]\.col_block_ptr\[2\]: must equal 6, found 5",
+)
+add(
+    "col-block-ptr-decreasing",
+    matrix_array_patch("col_block_ptr", 1, U32_MAX),
+    r"MATRIX\[0\]\.col_block_ptr\[2\]: 6 is smaller than the previous entry 4294967295",
+)
+add(
+    "block-col-ptr-last",
+    matrix_array_patch("block_col_ptr", 4, lambda m: m.col_index_count + 1),
+    r"MATRIX\[0\]\.block_col_ptr\[4\]: must equal (\d+), found (?!\1)\d+",
+)
+add(
+    "block-col-ptr-u32-max",
+    matrix_array_patch("block_col_ptr", 1, U32_MAX),
+    r"MATRIX\[0\]\.block_col_ptr\[2\]: \d+ is smaller than the previous entry 4294967295",
+)
+add(
+    "block-row-ptr-0",
+    matrix_array_patch("block_row_ptr", 0, 1),
+    r"MATRIX\[0\]\.block_row_ptr\[0\]: must be 0, found 1",
+)
+add(
+    "block-row-ptr-last",
+    matrix_array_patch("block_row_ptr", 4, U32_MAX),
+    r"MATRIX\[0\]\.block_row_ptr\[4\]: must equal \d+, found 4294967295",
+)
+add(
+    "row-perm-equals-rows",
+    matrix_array_patch("row_perm", 0, 24),
+    r"MATRIX\[0\]\.row_perm\[0\]: row 24 outside strip 0 rows \[0, 12\)",
+)
+add(
+    "row-perm-u32-max",
+    matrix_array_patch("row_perm", 23, U32_MAX),
+    r"MATRIX\[0\]\.row_perm\[23\]: row 4294967295 outside strip 1 rows \[12, 24\)",
+)
+add(
+    "row-perm-out-matrix",
+    matrix_array_patch("row_perm", 4, 5, index=2),
+    r"MATRIX\[2\]\.row_perm\[4\]: row 5 outside strip 1 rows \[2, 5\)",
+)
 
 
 @case("row-perm-duplicate", r"MATRIX\[0\]\.row_perm\[1\]: row \d+ appears twice")
@@ -688,21 +957,29 @@ def _col_idx_case(index: int, other_block: bool) -> Callable[[], bytes]:
 
 
 for _mid in (0, 1, 2):
-    add(f"col-idx-other-block-m{_mid}", _col_idx_case(_mid, True),
+    add(
+        f"col-idx-other-block-m{_mid}",
+        _col_idx_case(_mid, True),
         rf"MATRIX\[{_mid}\]\.col_idx\[\d+\]: column \d+ outside column block \d range "
-        r"\[\d+, \d+\)")
-    add(f"col-idx-u32-max-m{_mid}", _col_idx_case(_mid, False),
-        rf"MATRIX\[{_mid}\]\.col_idx\[\d+\]: column 4294967295 outside column block")
+        r"\[\d+, \d+\)",
+    )
+    add(
+        f"col-idx-u32-max-m{_mid}",
+        _col_idx_case(_mid, False),
+        rf"MATRIX\[{_mid}\]\.col_idx\[\d+\]: column 4294967295 outside column block",
+    )
 
 
-@case("col-idx-repeated", r"MATRIX\[0\]\.col_idx\[\d+\]: column \d+ not above the previous \d+ "
-      r"\(block \d must list columns strictly increasing\)")
+@case(
+    "col-idx-repeated",
+    r"MATRIX\[0\]\.col_idx\[\d+\]: column \d+ not above the previous \d+ "
+    r"\(block \d must list columns strictly increasing\)",
+)
 def _col_idx_repeated() -> bytes:
     m = matrix_layout(base(), 0)
     blk = find_block(base(), 0, min_cols=2)
     col = m.u32(base(), "col_idx")
-    return patch_fixed(base(), m.pos("col_idx", blk.col_begin + 1), "I",
-                       int(col[blk.col_begin]))
+    return patch_fixed(base(), m.pos("col_idx", blk.col_begin + 1), "I", int(col[blk.col_begin]))
 
 
 @case("col-idx-decreasing", r"MATRIX\[1\]\.col_idx\[\d+\]: column \d+ not above the previous")
@@ -721,27 +998,34 @@ def _row_idx_case(index: int, big: bool) -> Callable[[], bytes]:
         blk = find_block(base(), index)
         sp = m.u32(base(), "strip_ptr")
         value = U32_MAX if big else int(sp[blk.i + 1] - sp[blk.i])
-        return patch_fixed(base(), m.pos("row_idx", blk.row_begin + blk.row_count - 1), "I",
-                           value)
+        return patch_fixed(base(), m.pos("row_idx", blk.row_begin + blk.row_count - 1), "I", value)
 
     return build
 
 
 for _mid in (0, 1, 2):
-    add(f"row-idx-strip-height-m{_mid}", _row_idx_case(_mid, False),
-        rf"MATRIX\[{_mid}\]\.row_idx\[\d+\]: row (\d+) outside strip \d height \1")
-    add(f"row-idx-u32-max-m{_mid}", _row_idx_case(_mid, True),
-        rf"MATRIX\[{_mid}\]\.row_idx\[\d+\]: row 4294967295 outside strip \d height \d+")
+    add(
+        f"row-idx-strip-height-m{_mid}",
+        _row_idx_case(_mid, False),
+        rf"MATRIX\[{_mid}\]\.row_idx\[\d+\]: row (\d+) outside strip \d height \1",
+    )
+    add(
+        f"row-idx-u32-max-m{_mid}",
+        _row_idx_case(_mid, True),
+        rf"MATRIX\[{_mid}\]\.row_idx\[\d+\]: row 4294967295 outside strip \d height \d+",
+    )
 
 
-@case("row-idx-repeated", r"MATRIX\[0\]\.row_idx\[\d+\]: row \d+ not above the previous \d+ "
-      r"\(block \d must list rows strictly increasing\)")
+@case(
+    "row-idx-repeated",
+    r"MATRIX\[0\]\.row_idx\[\d+\]: row \d+ not above the previous \d+ "
+    r"\(block \d must list rows strictly increasing\)",
+)
 def _row_idx_repeated() -> bytes:
     m = matrix_layout(base(), 0)
     blk = find_block(base(), 0, min_rows=2)
     rows = m.u32(base(), "row_idx")
-    return patch_fixed(base(), m.pos("row_idx", blk.row_begin + 1), "I",
-                       int(rows[blk.row_begin]))
+    return patch_fixed(base(), m.pos("row_idx", blk.row_begin + 1), "I", int(rows[blk.row_begin]))
 
 
 # --- MATRIX sections: values
@@ -762,19 +1046,39 @@ def values_patch(
 
 
 for _mid in (0, 1, 2):
-    add(f"values-f32-nan-m{_mid}", values_patch("f", float("nan"), 0, index=_mid),
-        rf"MATRIX\[{_mid}\]\.values\[0\]: not finite")
+    add(
+        f"values-f32-nan-m{_mid}",
+        values_patch("f", float("nan"), 0, index=_mid),
+        rf"MATRIX\[{_mid}\]\.values\[0\]: not finite",
+    )
 add("values-f32-inf", values_patch("f", float("inf"), 7), r"MATRIX\[0\]\.values\[7\]: not finite")
-add("values-f32-minus-inf-last", values_patch("f", -float("inf")),
-    r"MATRIX\[0\]\.values\[\d+\]: not finite")
-add("values-f32-nan-payload", values_patch("I", 0x7F800001, 3),
-    r"MATRIX\[0\]\.values\[3\]: not finite")
-for _name, _bits in (("inf", 0x7C00), ("minus-inf", 0xFC00), ("nan", 0x7E00),
-                     ("nan-signalling", 0x7C01), ("nan-all-ones", 0xFFFF)):
-    add(f"values-f16-{_name}", values_patch("H", _bits, 2, dtype="f16"),
-        r"MATRIX\[0\]\.values\[2\]: not finite \(f16 inf/NaN\)")
-    add(f"values-f16-{_name}-out-last", values_patch("H", _bits, None, dtype="f16", index=2),
-        r"MATRIX\[2\]\.values\[\d+\]: not finite \(f16 inf/NaN\)")
+add(
+    "values-f32-minus-inf-last",
+    values_patch("f", -float("inf")),
+    r"MATRIX\[0\]\.values\[\d+\]: not finite",
+)
+add(
+    "values-f32-nan-payload",
+    values_patch("I", 0x7F800001, 3),
+    r"MATRIX\[0\]\.values\[3\]: not finite",
+)
+for _name, _bits in (
+    ("inf", 0x7C00),
+    ("minus-inf", 0xFC00),
+    ("nan", 0x7E00),
+    ("nan-signalling", 0x7C01),
+    ("nan-all-ones", 0xFFFF),
+):
+    add(
+        f"values-f16-{_name}",
+        values_patch("H", _bits, 2, dtype="f16"),
+        r"MATRIX\[0\]\.values\[2\]: not finite \(f16 inf/NaN\)",
+    )
+    add(
+        f"values-f16-{_name}-out-last",
+        values_patch("H", _bits, None, dtype="f16", index=2),
+        r"MATRIX\[2\]\.values\[\d+\]: not finite \(f16 inf/NaN\)",
+    )
 
 CASE_IDS = [c.name for c in CASES]
 assert len(set(CASE_IDS)) == len(CASE_IDS), "duplicate case names"
@@ -808,11 +1112,23 @@ def test_malformed_file_raises_format_error(c: Case) -> None:
     assert type(excinfo.value) is FormatError
 
 
-_PATH_CASES = [c for c in CASES if c.name in {
-    "magic-one-byte", "major-2", "section-count-u32-max", "checksum-payload-byte",
-    "dir-size-u64-max-MATRIX0", "labels-utf8-surrogate", "norm-section-without-flag",
-    "matrix-value_count-0xffffffffffffffff", "row-perm-duplicate", "values-f16-nan",
-}]
+_PATH_CASES = [
+    c
+    for c in CASES
+    if c.name
+    in {
+        "magic-one-byte",
+        "major-2",
+        "section-count-u32-max",
+        "checksum-payload-byte",
+        "dir-size-u64-max-MATRIX0",
+        "labels-utf8-surrogate",
+        "norm-section-without-flag",
+        "matrix-value_count-0xffffffffffffffff",
+        "row-perm-duplicate",
+        "values-f16-nan",
+    }
+]
 
 
 @pytest.mark.parametrize("source", ["bytes", "path"])
@@ -857,7 +1173,8 @@ def _cut_points(data: bytes) -> list[int]:
 
 _CUTS = _cut_points(base())
 _BOUNDARIES = {e.offset for e in read_directory(base())} | {
-    e.offset + e.size for e in read_directory(base())}
+    e.offset + e.size for e in read_directory(base())
+}
 
 
 def _expected_truncation_error(data: bytes, cut: int) -> str:
@@ -870,9 +1187,11 @@ def _expected_truncation_error(data: bytes, cut: int) -> str:
         return rf"directory: {len(entries)} entries need {dir_end} bytes but the file has {cut}"
     for k, e in enumerate(entries):
         if e.offset + e.size > cut:
-            return (rf"directory\[{k}\] \({SECTION_NAMES[e.type]}\[{e.index}\]\)\.size: "
-                    rf"section \[{e.offset}, {e.offset}\+{e.size}\) reaches past the end of the "
-                    rf"file \({cut} bytes\)")
+            return (
+                rf"directory\[{k}\] \({SECTION_NAMES[e.type]}\[{e.index}\]\)\.size: "
+                rf"section \[{e.offset}, {e.offset}\+{e.size}\) reaches past the end of the "
+                rf"file \({cut} bytes\)"
+            )
     raise AssertionError("cut does not truncate any section")
 
 
@@ -948,15 +1267,19 @@ def test_empty_file_path(tmp_path: Path) -> None:
         Session(path)
 
 
-@pytest.mark.parametrize("model", [1, 1.5, None, [1, 2], (b"BSPC",), np.zeros(4, np.uint8),
-                                   {"path": "x"}], ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize(
+    "model",
+    [1, 1.5, None, [1, 2], (b"BSPC",), np.zeros(4, np.uint8), {"path": "x"}],
+    ids=lambda m: type(m).__name__,
+)
 def test_wrong_model_type(model: object) -> None:
     with pytest.raises(TypeError, match="model must be a path or the model's bytes"):
         Session(model)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("threads", [-1, 1.5, True, False, "2", 257, 2**31 - 1, -(2**40),
-                                     2**31, 2**63], ids=repr)
+@pytest.mark.parametrize(
+    "threads", [-1, 1.5, True, False, "2", 257, 2**31 - 1, -(2**40), 2**31, 2**63], ids=repr
+)
 def test_bad_threads(threads: object) -> None:
     # 2**31 and above do not fit the C++ int: they must still be a ValueError with a short
     # message, not pybind11's "incompatible constructor arguments" TypeError.
@@ -970,8 +1293,9 @@ def test_bad_threads(threads: object) -> None:
 def test_good_threads(threads: int | None) -> None:
     session = Session(base(), threads=threads)
     assert session.info["threads"] >= 1
-    np.testing.assert_allclose(session.run(frames(9)), Session(base(), threads=1).run(frames(9)),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        session.run(frames(9)), Session(base(), threads=1).run(frames(9)), rtol=1e-6, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("isa", ["nosuch", "", "AVX2 ", "auto2"])
@@ -1014,8 +1338,16 @@ def _runners(session: Session) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     return {"run": session.run, "push": lambda x: session.stream().push(x)}
 
 
-_BAD_SHAPES = [(INPUT_DIM,), (3, INPUT_DIM - 1), (3, INPUT_DIM + 1), (0,), (2, 3, INPUT_DIM),
-               (1, 1, 1), (), (INPUT_DIM, 3)]
+_BAD_SHAPES = [
+    (INPUT_DIM,),
+    (3, INPUT_DIM - 1),
+    (3, INPUT_DIM + 1),
+    (0,),
+    (2, 3, INPUT_DIM),
+    (1, 1, 1),
+    (),
+    (INPUT_DIM, 3),
+]
 
 
 @pytest.mark.parametrize("how", ["run", "push"])
@@ -1105,8 +1437,11 @@ def test_empty_input(session: Session, dtype: type) -> None:
 def test_stream_chunks_with_converted_dtypes_match_run(session: Session) -> None:
     x = frames(10, seed=6)
     stream = session.stream()
-    parts = [stream.push(x[:3].astype(np.float64)), stream.push(np.asfortranarray(x[3:7])),
-             stream.push(x[7:].tolist())]
+    parts = [
+        stream.push(x[:3].astype(np.float64)),
+        stream.push(np.asfortranarray(x[3:7])),
+        stream.push(x[7:].tolist()),
+    ]
     np.testing.assert_array_equal(np.concatenate(parts), session.run(x))
 
 

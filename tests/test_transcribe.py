@@ -32,17 +32,28 @@ def model_bytes(metadata: dict | None) -> bytes:
     def w(rows: int, cols: int) -> np.ndarray:
         return random_bsp_matrix(rng, rows, cols, 4, 2, 0.5, 0.0, 0.3)
 
-    layer = LayerWeights(w(3 * HIDDEN, dim), w(3 * HIDDEN, HIDDEN),
-                         np.zeros(3 * HIDDEN, np.float32), np.zeros(3 * HIDDEN, np.float32))
+    layer = LayerWeights(
+        w(3 * HIDDEN, dim),
+        w(3 * HIDDEN, HIDDEN),
+        np.zeros(3 * HIDDEN, np.float32),
+        np.zeros(3 * HIDDEN, np.float32),
+    )
     mean = np.full(dim, 8.0, np.float32)
     var = np.full(dim, 9.0, np.float32)
-    return encode_bspc([layer], w(len(PHONES39), HIDDEN), np.zeros(len(PHONES39), np.float32),
-                       blocks=(4, 2), labels=list(PHONES39), norm=(mean, var, 1e-5),
-                       metadata=metadata)
+    return encode_bspc(
+        [layer],
+        w(len(PHONES39), HIDDEN),
+        np.zeros(len(PHONES39), np.float32),
+        blocks=(4, 2),
+        labels=list(PHONES39),
+        norm=(mean, var, 1e-5),
+        metadata=metadata,
+    )
 
 
-FEATURES = {"features": {"fbank": FbankConfig(num_mel_bins=MEL).to_dict(),
-                         "context": [LEFT, RIGHT]}}
+FEATURES = {
+    "features": {"fbank": FbankConfig(num_mel_bins=MEL).to_dict(), "context": [LEFT, RIGHT]}
+}
 
 
 @pytest.fixture(scope="module")

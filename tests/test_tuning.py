@@ -59,8 +59,12 @@ def test_tuned_settings_keep_results(model: Path) -> None:
 
 def test_foreign_or_broken_tuning_files(model: Path) -> None:
     path = Path(str(model) + ".tune.json")
-    record = {"version": 1, "model": "00000000-1", "cpu": cpu_signature(),
-              "options": {"frame_tile": 5}}
+    record = {
+        "version": 1,
+        "model": "00000000-1",
+        "cpu": cpu_signature(),
+        "options": {"frame_tile": 5},
+    }
     path.write_text(json.dumps(record))
     assert Session(model).info["frame_tile"] == 16  # made for another model: ignored
     record["model"] = model_key(str(model))
@@ -92,17 +96,32 @@ def test_bad_tuning_options(model: Path, kwargs: dict, message: str) -> None:
 
 
 def test_rank_block_shapes_and_cli(model: Path) -> None:
-    rows = rank_block_shapes(24, 32, 1, 8, 4.0, candidates=[(4, 1), (8, 2)], frames=10,
-                             repeats=1)
+    rows = rank_block_shapes(24, 32, 1, 8, 4.0, candidates=[(4, 1), (8, 2)], frames=10, repeats=1)
     assert [(r["num_r"], r["num_c"]) for r in rows] in ([(4, 1), (8, 2)], [(8, 2), (4, 1)])
     assert rows[0]["streaming_us"] <= rows[1]["streaming_us"]
     runner = CliRunner()
     result = runner.invoke(main, ["tune", str(model), "--frames", "10", "--max-threads", "1"])
     assert result.exit_code == 0, result.output
     assert "written to" in result.output
-    result = runner.invoke(main, ["tune", "--search-blocks", "--rate", "4", "--input-dim", "16",
-                                  "--hidden", "16", "--layers", "1", "--classes", "4",
-                                  "--frames", "10"])
+    result = runner.invoke(
+        main,
+        [
+            "tune",
+            "--search-blocks",
+            "--rate",
+            "4",
+            "--input-dim",
+            "16",
+            "--hidden",
+            "16",
+            "--layers",
+            "1",
+            "--classes",
+            "4",
+            "--frames",
+            "10",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Num_r" in result.output
     assert runner.invoke(main, ["tune"]).exit_code == 2

@@ -75,16 +75,35 @@ BUNDLED_AUDIO = BUNDLED_DIR / "sample.wav"
 
 @main.command()
 @click.argument("audio", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="BSPC model with a feature config (default: the bundled phone model).")
-@click.option("--stream/--offline", default=True, show_default=True,
-              help="Stream in chunks (prints phones as they are recognised) or run once.")
-@click.option("--chunk-ms", default=20, show_default=True, type=click.IntRange(10, 40),
-              help="Audio per streaming chunk, in milliseconds.")
+@click.option(
+    "--model",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="BSPC model with a feature config (default: the bundled phone model).",
+)
+@click.option(
+    "--stream/--offline",
+    default=True,
+    show_default=True,
+    help="Stream in chunks (prints phones as they are recognised) or run once.",
+)
+@click.option(
+    "--chunk-ms",
+    default=20,
+    show_default=True,
+    type=click.IntRange(10, 40),
+    help="Audio per streaming chunk, in milliseconds.",
+)
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--show-sil", is_flag=True, help="Also print silence.")
-def transcribe(audio: Path | None, model: Path | None, stream: bool, chunk_ms: int,
-               threads: int, show_sil: bool) -> None:
+def transcribe(
+    audio: Path | None,
+    model: Path | None,
+    stream: bool,
+    chunk_ms: int,
+    threads: int,
+    show_sil: bool,
+) -> None:
     """Recognise phones in AUDIO (a wav file; default: the bundled sample)."""
     from rtmobile_rt.transcribe import (
         StreamingRecognizer,
@@ -142,26 +161,56 @@ def transcribe(audio: Path | None, model: Path | None, stream: bool, chunk_ms: i
 
 @main.command()
 @click.argument("model", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--objective", type=click.Choice(["streaming", "offline"]), default="streaming",
-              show_default=True, help="What to minimise: per-frame streaming or offline time.")
-@click.option("--allow-f16", is_flag=True,
-              help="Also try f16 weights (faster; results change within the f16 tolerance).")
-@click.option("--max-threads", type=click.IntRange(1, 256), default=None,
-              help="Largest thread count to try (default: the usable cores, at most 8).")
+@click.option(
+    "--objective",
+    type=click.Choice(["streaming", "offline"]),
+    default="streaming",
+    show_default=True,
+    help="What to minimise: per-frame streaming or offline time.",
+)
+@click.option(
+    "--allow-f16",
+    is_flag=True,
+    help="Also try f16 weights (faster; results change within the f16 tolerance).",
+)
+@click.option(
+    "--max-threads",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Largest thread count to try (default: the usable cores, at most 8).",
+)
 @click.option("--frames", default=200, show_default=True, type=click.IntRange(10, 100000))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Tuning file to write (default: MODEL.tune.json, else the user cache).")
-@click.option("--search-blocks", is_flag=True,
-              help="Instead of tuning MODEL, rank (Num_r, Num_c) block shapes by speed for a "
-                   "random GRU of the given size at --rate (a guide for training).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Tuning file to write (default: MODEL.tune.json, else the user cache).",
+)
+@click.option(
+    "--search-blocks",
+    is_flag=True,
+    help="Instead of tuning MODEL, rank (Num_r, Num_c) block shapes by speed for a "
+    "random GRU of the given size at --rate (a guide for training).",
+)
 @click.option("--rate", default=10.0, show_default=True, help="Compression for --search-blocks.")
 @click.option("--input-dim", default=440, show_default=True)
 @click.option("--hidden", default=960, show_default=True)
 @click.option("--layers", default=2, show_default=True)
 @click.option("--classes", default=40, show_default=True)
-def tune(model: Path | None, objective: str, allow_f16: bool, max_threads: int | None,
-         frames: int, out: Path | None, search_blocks: bool, rate: float, input_dim: int,
-         hidden: int, layers: int, classes: int) -> None:
+def tune(
+    model: Path | None,
+    objective: str,
+    allow_f16: bool,
+    max_threads: int | None,
+    frames: int,
+    out: Path | None,
+    search_blocks: bool,
+    rate: float,
+    input_dim: int,
+    hidden: int,
+    layers: int,
+    classes: int,
+) -> None:
     """Find the fastest execution configuration for MODEL on this machine and save it.
 
     Sessions created from MODEL then apply the tuning file automatically.
@@ -171,14 +220,19 @@ def tune(model: Path | None, objective: str, allow_f16: bool, max_threads: int |
     if search_blocks:
         if rate < 1:
             _fail("--rate must be >= 1")
-        rows = tuning.rank_block_shapes(input_dim, hidden, layers, classes, rate,
-                                        threads=max_threads or 1, frames=frames)
-        click.echo(f"GRU {input_dim} -> {layers}x{hidden} -> {classes} at {rate:g}x, "
-                   "streaming one frame per push:")
+        rows = tuning.rank_block_shapes(
+            input_dim, hidden, layers, classes, rate, threads=max_threads or 1, frames=frames
+        )
+        click.echo(
+            f"GRU {input_dim} -> {layers}x{hidden} -> {classes} at {rate:g}x, "
+            "streaming one frame per push:"
+        )
         for r in rows:
-            click.echo(f"  Num_r {r['num_r']:3d}  Num_c {r['num_c']:2d}: "
-                       f"{r['streaming_us']:8.1f} us/frame streaming, "
-                       f"{r['offline_us']:8.1f} us/frame offline")
+            click.echo(
+                f"  Num_r {r['num_r']:3d}  Num_c {r['num_c']:2d}: "
+                f"{r['streaming_us']:8.1f} us/frame streaming, "
+                f"{r['offline_us']:8.1f} us/frame offline"
+            )
         return
     if model is None:
         _fail("give a MODEL to tune, or --search-blocks")
@@ -186,8 +240,14 @@ def tune(model: Path | None, objective: str, allow_f16: bool, max_threads: int |
     if not model.is_file():
         _fail(f"model file not found: {model}")
     try:
-        record = tuning.tune(str(model), objective=objective, max_threads=max_threads,
-                             allow_f16=allow_f16, frames=frames, progress=click.echo)
+        record = tuning.tune(
+            str(model),
+            objective=objective,
+            max_threads=max_threads,
+            allow_f16=allow_f16,
+            frames=frames,
+            progress=click.echo,
+        )
     except FormatError as e:
         _fail(f"{model}: not a valid BSPC model: {e}")
         return
@@ -211,8 +271,10 @@ def info(model: Path) -> None:
     click.echo(f"file        : {model}")
     dims = f"{i['input_dim']} -> {i['hidden_dims']} -> {i['output_dim']}"
     click.echo(f"kind        : {i['kind']}  {dims}")
-    click.echo(f"weights     : {i['stored_weights']:,} stored of {i['dense_weights']:,} dense "
-               f"({i['compression_rate']:.2f}x), {i['nonzero_weights']:,} nonzero")
+    click.echo(
+        f"weights     : {i['stored_weights']:,} stored of {i['dense_weights']:,} dense "
+        f"({i['compression_rate']:.2f}x), {i['nonzero_weights']:,} nonzero"
+    )
     click.echo(f"biases      : {i['bias_params']:,}")
     click.echo(f"normalized  : {i['has_normalization']}")
     click.echo(f"checksum    : 0x{i['checksum']:08x}")

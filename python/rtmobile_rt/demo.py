@@ -50,6 +50,10 @@ def random_gru_bspc(
         in_dim = hidden
     out_w = matrix("out.w", classes, hidden)
     return encode_bspc(
-        weights, out_w, bias(classes), kind="gru", blocks=per_matrix,
+        weights,
+        out_w,
+        bias(classes),
+        kind="gru",
+        blocks=per_matrix,
         dtype=dtype,  # type: ignore[arg-type]
     )

@@ -115,9 +115,7 @@ class Session:
                 raise TypeError(f"{name} must be a string, got {type(text).__name__}")
         if "\x00" in isa or "\x00" in device:
             raise ValueError(f"isa and device must not contain NUL characters, got {isa!r}")
-        self._core = _core.Session(
-            model, threads, isa, device, weights, frame_tile, chunk_frames
-        )
+        self._core = _core.Session(model, threads, isa, device, weights, frame_tile, chunk_frames)
         self._info: dict[str, Any] = self._core.info
 
     @property

@@ -173,8 +173,10 @@ def tune(
         result = measure(model, options, frames=frames, repeats=repeats)
         trials.append({"options": dict(options), **result})
         if progress is not None:
-            progress(f"{options} -> streaming {result['streaming_us']:.1f} us/frame, "
-                     f"offline {result['offline_us']:.1f} us/frame")
+            progress(
+                f"{options} -> streaming {result['streaming_us']:.1f} us/frame, "
+                f"offline {result['offline_us']:.1f} us/frame"
+            )
         return result
 
     best: dict[str, Any] = {}
@@ -238,8 +240,7 @@ def rank_block_shapes(
 
     rows = []
     for num_r, num_c in candidates:
-        data = random_gru_bspc(input_dim, hidden, layers, classes, rate=rate,
-                               blocks=(num_r, num_c))
+        data = random_gru_bspc(input_dim, hidden, layers, classes, rate=rate, blocks=(num_r, num_c))
         result = measure(data, {"threads": threads}, frames=frames, repeats=repeats)
         rows.append({"num_r": num_r, "num_c": num_c, **result})
     return sorted(rows, key=lambda r: r["streaming_us"])

@@ -1218,10 +1218,12 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     for f in data["train"].feats:
         norm.accumulate(f)
     norm.save(run_dir / "norm.npz")
+    before = json.dumps(run_info, sort_keys=True)
     if gen_s is not None:
         run_info["corpus_seconds"] = gen_s
     run_info.setdefault("feature_seconds", feat_s)
-    _write_json(run_dir / "run.json", run_info)
+    if json.dumps(run_info, sort_keys=True) != before:  # a finished rerun rewrites nothing
+        _write_json(run_dir / "run.json", run_info)
 
     ctx = Context(settings, run_dir, device, data, norm, progress, not args.no_runtime_check)
     bar = tqdm(total=len(rows), desc="table1 rows", unit="row", disable=not progress)

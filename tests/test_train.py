@@ -243,11 +243,19 @@ def test_collapse_and_greedy_decode() -> None:
     assert collapse([]) == []
     path = [0, 0, 1, 1, 1, 0, 2, 2]
     logits = nn.functional.one_hot(torch.tensor(path), 3).float()
-    assert greedy_decode(logits) == [[0, 1, 0, 2]]
+    assert greedy_decode(logits, min_frames=1) == [[0, 1, 0, 2]]
     batch = torch.stack([logits, logits.flip(0)])
-    assert greedy_decode(batch, [6, 3]) == [[0, 1, 0], [2, 0]]
+    assert greedy_decode(batch, [6, 3], min_frames=1) == [[0, 1, 0], [2, 0]]
     with pytest.raises(ValueError, match="2 lengths for 1"):
         greedy_decode(logits[None], [1, 2])
+    # Runs shorter than min_frames are dropped, then their neighbours merge.
+    assert greedy_decode(logits) == [[1]]  # default min_frames=3
+    assert greedy_decode(logits, min_frames=2) == [[0, 1, 2]]
+    assert collapse([3, 3, 3, 1, 3, 3, 3], 2) == [3]
+    assert collapse([3, 3, 1, 1, 5], 3) == []
+    assert collapse([4, 4, 4, 4], 4) == [4]
+    with pytest.raises(ValueError, match="min_frames"):
+        collapse([1], 0)
 
 
 def test_per_hand_computed_cases() -> None:
@@ -286,13 +294,17 @@ def test_evaluate_scores_against_collapsed_frame_labels() -> None:
     labels = [np.array([0, 0, 1, 1, 1, 2, 0, 0]), np.array([2, 2, 2, 1])]
     utts = [(np.eye(3, dtype=np.float32)[lab], lab) for lab in labels]
     batch = collate_frames(utts)
-    perfect = evaluate(_Oracle(), [batch])
+    perfect = evaluate(_Oracle(), [batch], min_frames=1)
     assert perfect == PERResult(errors=0, ref_len=6, num_utts=2, frames=12, frame_correct=12)
-    shifted = evaluate(_Oracle(shift=1), [batch])
+    shifted = evaluate(_Oracle(shift=1), [batch], min_frames=1)
     # [0,1,2,0] vs [1,2,0,1]: a deletion + an insertion; [2,1] vs [0,2]: 2 edits.
     assert (shifted.errors, shifted.ref_len) == (4, 6) and shifted.frame_acc == 0.0
     # ignoring class 0 removes its two phones from the reference
-    assert evaluate(_Oracle(), [batch], ignore={0}).ref_len == 4
+    assert evaluate(_Oracle(), [batch], ignore={0}, min_frames=1).ref_len == 4
+    # The default decoder drops runs under 3 frames from the hypothesis only: the 1-frame "2"
+    # and the 2-frame "0"s of utterance 1 and the 1-frame "1" of utterance 2 are deleted.
+    smoothed = evaluate(_Oracle(), [batch])
+    assert (smoothed.errors, smoothed.ref_len, smoothed.frame_correct) == (4, 6, 12)
 
 
 # -- export ---------------------------------------------------------------------------------------

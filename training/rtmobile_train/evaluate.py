@@ -1,7 +1,14 @@
 """Greedy decoding and phone error rate (PER).
 
 Decoding (frame-wise model, no blank): argmax per frame, then collapse runs of the same label
-into one phone.
+into one phone. A frame-wise model flickers: a one- or two-frame argmax blip between two runs of
+the same phone would count as two insertions. So runs shorter than ``min_frames`` frames
+(default 3, i.e. 30 ms; the shortest TIMIT phones last about that long) are dropped before
+the runs are collapsed. On the Festival ``small`` corpus this took a half-trained dense model's
+dev PER from 118% (``min_frames=1``) to 38% (3) and 36% (4). The decoder stays greedy and
+streamable: a phone is emitted as soon as its run reaches ``min_frames`` frames
+(``rtmobile_rt.transcribe.GreedyDecoder`` does exactly this, chunk by chunk), and exported
+models record the value in their METADATA (``decoder.min_frames``).
 
 Scoring follows Kaldi's TIMIT recipe (egs/timit/s5): hypotheses and references are on the 39
 folded phones and **sil is kept and scored** like any phone ("in TIMIT the silence appears also
@@ -32,6 +39,7 @@ from torch import nn
 from rtmobile_train.batch import as_batch
 
 __all__ = [
+    "DEFAULT_MIN_FRAMES",
     "PERResult",
     "collapse",
     "evaluate",
@@ -40,20 +48,37 @@ __all__ = [
 ]
 
 
-def collapse(seq: Iterable[int]) -> list[int]:
-    """Merge runs of the same label: [3, 3, 1, 1, 3] -> [3, 1, 3]."""
+DEFAULT_MIN_FRAMES = 3
+
+
+def collapse(seq: Iterable[int], min_frames: int = 1) -> list[int]:
+    """Merge runs of the same label: [3, 3, 1, 1, 3] -> [3, 1, 3].
+
+    With ``min_frames > 1`` runs shorter than that are dropped first, and the runs that become
+    neighbours are merged: ``collapse([3, 3, 3, 1, 3, 3, 3], 2) == [3]``.
+    """
+    if min_frames < 1:
+        raise ValueError(f"min_frames must be >= 1, got {min_frames}")
     out: list[int] = []
+    run_label, run_len = None, 0
     for x in seq:
         x = int(x)
-        if not out or out[-1] != x:
+        if x == run_label:
+            run_len += 1
+        else:
+            run_label, run_len = x, 1
+        if run_len == min_frames and (not out or out[-1] != x):
             out.append(x)
     return out
 
 
 def greedy_decode(
-    logits: torch.Tensor, lengths: Sequence[int] | torch.Tensor | None = None
+    logits: torch.Tensor,
+    lengths: Sequence[int] | torch.Tensor | None = None,
+    min_frames: int = DEFAULT_MIN_FRAMES,
 ) -> list[list[int]]:
-    """Per utterance: argmax over classes for each valid frame, then :func:`collapse`.
+    """Per utterance: argmax over classes for each valid frame, then :func:`collapse` (runs
+    shorter than ``min_frames`` dropped).
 
     ``logits`` is ``[T, C]`` (one utterance) or ``[B, T, C]`` with optional ``lengths``.
     """
@@ -65,7 +90,7 @@ def greedy_decode(
     lens = [best.shape[1]] * best.shape[0] if lengths is None else [int(n) for n in lengths]
     if len(lens) != best.shape[0]:
         raise ValueError(f"{len(lens)} lengths for {best.shape[0]} utterances")
-    return [collapse(best[b, : lens[b]].tolist()) for b in range(best.shape[0])]
+    return [collapse(best[b, : lens[b]].tolist(), min_frames) for b in range(best.shape[0])]
 
 
 @dataclass(frozen=True)
@@ -118,7 +143,11 @@ def phone_error_rate(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, batches: Iterable[Any], *, ignore: Collection[int] = ()
+    model: nn.Module,
+    batches: Iterable[Any],
+    *,
+    ignore: Collection[int] = (),
+    min_frames: int = DEFAULT_MIN_FRAMES,
 ) -> PERResult:
     """Greedy-decode every utterance of ``batches`` and score it against its collapsed frame
     labels; also counts frame accuracy. The model is put in eval mode and restored after."""
@@ -130,7 +159,7 @@ def evaluate(
             batch = as_batch(raw)
             logits, _ = model(batch.feats)
             lens = batch.lengths.tolist()
-            hyps = greedy_decode(logits, lens)
+            hyps = greedy_decode(logits, lens, min_frames)
             valid = batch.valid
             refs = [collapse(batch.labels[b][valid[b]].tolist()) for b in range(len(lens))]
             correct = int((logits.argmax(-1)[valid] == batch.labels[valid]).sum())

@@ -1,9 +1,11 @@
 """The OpenCL backend (``Session(..., device="opencl")``) against torch and the CPU backend.
 
 The device keeps every weight matrix in f16 (a file's f32 weights are rounded once, at load)
-and computes in f32, so the parity tolerance is the f16 one: max abs logit error <= 1e-2 (the
-same bound as f16 files on the CPU). Streaming in chunks of any size gives the offline logits
-to within 1e-5 on any device; with FMA (PoCL, GPUs) they are bit-identical (docs/opencl.md).
+and computes in f32 or, where the device reports cl_khr_fp16 (``opencl_math="auto"``), with
+half-precision products summed in f32, so the parity tolerance is the f16 one: max abs logit
+error <= 1e-2 (the same bound as f16 files on the CPU). Streaming in chunks of any size gives
+the offline logits to within 1e-5 on any device; with FMA (PoCL, GPUs) they are bit-identical
+(docs/opencl.md).
 
 Skipped, with the reason, when the build has no OpenCL backend or the machine has no OpenCL
 platform or device (CI installs PoCL, a CPU OpenCL device, so these run there).
@@ -65,7 +67,8 @@ def test_gru_matches_torch(
     x = frames(83, shape[0])  # crosses the 64-frame chunk
     got = session.run(x)
     assert np.abs(got - model.logits(x)).max() <= 1e-2
-    if dtype == "f16":  # same f16 weights as the CPU: only f32 rounding differs
+    if dtype == "f16" and session.info["opencl_math"] == "float":
+        # same f16 weights as the CPU: only f32 rounding differs
         cpu = rtmobile_rt.Session(data, threads=1).run(x)
         assert np.abs(got - cpu).max() <= 1e-4
 
@@ -98,6 +101,37 @@ def test_streaming_equals_offline(kind: str) -> None:
         streamed = np.concatenate([stream.push(x[a:b]) for a, b in itertools.pairwise(bounds)])
         assert stream.frames_seen == 150
         assert np.abs(streamed - offline).max() <= 1e-5
+
+
+def device_has_fp16() -> bool:
+    data = export(make_model(4, 8, 1, 3, seed=0))
+    return rtmobile_rt.Session(data, device="opencl").info["opencl_math"] == "half"
+
+
+def test_opencl_math_option() -> None:
+    """'auto' is half exactly where the device has cl_khr_fp16; 'float' always works."""
+    model = make_model(24, 40, 2, 12, blocks=(4, 2), rate=4.0, seed=4)
+    data = export(model, blocks=(4, 2), dtype="f16")
+    fp16 = device_has_fp16()
+    maths = ["float", "half"] if fp16 else ["float"]
+    x = frames(90, 24, seed=1)
+    want = model.logits(x)
+    for math in maths:
+        session = rtmobile_rt.Session(data, device="opencl", opencl_math=math)
+        assert session.info["opencl_math"] == math
+        got = session.run(x)
+        assert np.abs(got - want).max() <= 1e-2
+        stream = session.stream()
+        streamed = np.concatenate([stream.push(x[a : a + 13]) for a in range(0, 90, 13)])
+        assert np.abs(streamed - got).max() <= 1e-5
+    if not fp16:
+        with pytest.raises(RuntimeError, match="cl_khr_fp16"):
+            rtmobile_rt.Session(data, device="opencl", opencl_math="half")
+    with pytest.raises(ValueError, match="opencl_math must be"):
+        rtmobile_rt.Session(data, device="opencl", opencl_math="double")
+    with pytest.raises(ValueError, match="device 'cpu' computes in float"):
+        rtmobile_rt.Session(data, opencl_math="float")
+    assert "opencl_math" not in rtmobile_rt.Session(data).info
 
 
 def test_info_and_bad_options() -> None:

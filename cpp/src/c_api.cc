@@ -112,6 +112,7 @@ rtmobile::SessionOptions to_options(const rtm_options* options) {
   if (options != nullptr) {
     o.threads = options->threads;
     if (options->isa != nullptr) o.isa = options->isa;
+    if (options->device != nullptr) o.device = options->device;
   }
   return o;
 }
@@ -177,6 +178,7 @@ rtm_options rtm_options_default(void) {
   rtm_options o;
   o.threads = 0;
   o.isa = "auto";
+  o.device = "cpu";
   return o;
 }
 

@@ -128,6 +128,7 @@ TEST_CASE("status strings, version, options defaults, available ISAs") {
   const rtm_options o = rtm_options_default();
   CHECK(o.threads == 0);
   CHECK(o.isa != nullptr && std::strcmp(o.isa, "auto") == 0);
+  CHECK(o.device != nullptr && std::strcmp(o.device, "cpu") == 0);
 
   const std::vector<std::string> want = rtmobile::available_isas();
   size_t n = 0;
@@ -313,6 +314,30 @@ TEST_CASE("options: isa and threads, NULL and zero-initialised options") {
   CHECK(contains(err, "isa 'nosuchisa' is not available"));
   CHECK(contains(err, "scalar"));
 
+  // device: an unknown one is UNSUPPORTED; "opencl" opens where the build and machine have it.
+  opt = rtm_options_default();
+  opt.device = "vulkan";
+  CHECK(rtm_session_create_from_memory(bytes.data(), bytes.size(), &opt, &s, err, sizeof err) ==
+        RTM_UNSUPPORTED);
+  CHECK(s == nullptr && contains(err, "device 'vulkan' is not available in this build"));
+  opt.device = "opencl";
+  const rtm_status cl =
+      rtm_session_create_from_memory(bytes.data(), bytes.size(), &opt, &s, err, sizeof err);
+  if (cl == RTM_OK) {
+    const char* isa = nullptr;
+    CHECK(rtm_session_isa(s, &isa) == RTM_OK && std::strncmp(isa, "opencl:", 7) == 0);
+    rtm_session_destroy(s);
+    s = nullptr;
+  } else {
+    CHECK(cl == RTM_UNSUPPORTED && s == nullptr);
+  }
+  opt.isa = "scalar";  // CPU kernels cannot be picked for device 'opencl'
+  if (cl == RTM_OK) {
+    CHECK(rtm_session_create_from_memory(bytes.data(), bytes.size(), &opt, &s, err, sizeof err) ==
+          RTM_INVALID_ARGUMENT);
+    CHECK(contains(err, "isa must be 'auto'"));
+  }
+
   for (int bad : {-1, 257}) {
     opt = rtm_options_default();
     opt.threads = bad;
@@ -333,7 +358,7 @@ TEST_CASE("options: isa and threads, NULL and zero-initialised options") {
   }
 
   rtm_options zero;
-  std::memset(&zero, 0, sizeof zero);  // isa NULL, threads 0: both "auto"
+  std::memset(&zero, 0, sizeof zero);  // isa NULL, threads 0: both "auto"; device NULL: cpu
   for (const rtm_options* o : {static_cast<const rtm_options*>(&zero),
                                static_cast<const rtm_options*>(nullptr)}) {
     s = must_create(bytes, o);

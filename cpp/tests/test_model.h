@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "format/crc32.h"
+#include "format/half.h"
 
 namespace rtm_test {
 
@@ -285,8 +286,11 @@ inline std::vector<Section> model_sections(const TestModel& m) {
 inline std::vector<uint8_t> encode(const TestModel& m) { return assemble(model_sections(m)); }
 
 // float64 forward pass in torch.nn.GRU / nn.LSTM conventions.
+// half_products: emulate the OpenCL kernels' fp16 arithmetic (RTM_HALF_MATH): each matrix
+// input rounded to half, each product w * x rounded to half, the products summed (here in
+// float64; the device sums in float). Biases and activations stay exact.
 inline std::vector<double> reference_forward(const TestModel& m, const std::vector<float>& x,
-                                             size_t frames) {
+                                             size_t frames, bool half_products = false) {
   const uint32_t g = gates_of(m);
   std::vector<std::vector<double>> seq(frames, std::vector<double>(m.input));
   for (size_t t = 0; t < frames; ++t)
@@ -295,11 +299,21 @@ inline std::vector<double> reference_forward(const TestModel& m, const std::vect
       if (m.norm) v = (v - m.mean[k]) / std::sqrt(double{m.var[k]} + m.eps);
       seq[t][k] = v;
     }
-  auto matvec = [](const TestMatrix& w, const std::vector<float>& b, const std::vector<double>& v) {
+  auto to_half = [](double v) {
+    return double{rtmobile::half_to_float(rtmobile::float_to_half(static_cast<float>(v)))};
+  };
+  auto matvec = [&](const TestMatrix& w, const std::vector<float>& b,
+                    const std::vector<double>& v) {
     std::vector<double> y(w.rows);
+    std::vector<double> vh(v);
+    if (half_products)
+      for (double& e : vh) e = to_half(e);
     for (uint32_t r = 0; r < w.rows; ++r) {
       double s = b[r];
-      for (uint32_t c = 0; c < w.cols; ++c) s += double{w.w[size_t{r} * w.cols + c]} * v[c];
+      for (uint32_t c = 0; c < w.cols; ++c) {
+        const double wv = w.w[size_t{r} * w.cols + c];
+        s += half_products ? (wv == 0.0 ? 0.0 : to_half(to_half(wv) * vh[c])) : wv * vh[c];
+      }
       y[r] = s;
     }
     return y;

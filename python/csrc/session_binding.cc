@@ -59,6 +59,7 @@ py::dict info_dict(const ModelInfo& info) {
   d["weights"] = info.weights;
   d["frame_tile"] = info.frame_tile;
   d["chunk_frames"] = info.chunk_frames;
+  if (!info.opencl_math.empty()) d["opencl_math"] = info.opencl_math;  // device 'opencl' only
   return d;
 }
 
@@ -102,7 +103,7 @@ void register_session(py::module_& m) {
   py::class_<Session>(m, "Session")
       .def(py::init([](const py::object& model, int threads, const std::string& isa,
                        const std::string& device, const std::string& weights, int frame_tile,
-                       int chunk_frames) {
+                       int chunk_frames, const std::string& opencl_math) {
              SessionOptions options;
              options.threads = threads;
              options.isa = isa;
@@ -110,6 +111,7 @@ void register_session(py::module_& m) {
              options.weights = weights;
              options.frame_tile = frame_tile;
              options.chunk_frames = chunk_frames;
+             options.opencl_math = opencl_math;
              if (py::isinstance<py::bytes>(model)) {
                const std::string_view bytes = model.cast<std::string_view>();
                py::gil_scoped_release release;
@@ -121,7 +123,7 @@ void register_session(py::module_& m) {
            }),
            py::arg("model"), py::arg("threads") = 0, py::arg("isa") = "auto",
            py::arg("device") = "cpu", py::arg("weights") = "stored", py::arg("frame_tile") = 0,
-           py::arg("chunk_frames") = 0)
+           py::arg("chunk_frames") = 0, py::arg("opencl_math") = "auto")
       .def(
           "run",
           [](Session& s, const py::array& frames) {

@@ -14,7 +14,15 @@ class Stream:
 
 class Session:
     def __init__(
-        self, model: str | bytes, threads: int = 0, isa: str = "auto", device: str = "cpu"
+        self,
+        model: str | bytes,
+        threads: int = 0,
+        isa: str = "auto",
+        device: str = "cpu",
+        weights: str = "stored",
+        frame_tile: int = 0,
+        chunk_frames: int = 0,
+        opencl_math: str = "auto",
     ) -> None: ...
     def run(self, frames: np.ndarray) -> np.ndarray: ...
     def stream(self) -> Stream: ...

@@ -60,6 +60,9 @@ class Session:
     ``model`` is a path to a ``.bspc`` file or its bytes. ``threads=None`` uses one thread
     per available core (at most 4); ``isa`` is ``"auto"`` or one of ``available_isas()``;
     ``device`` is ``"cpu"`` or, where the build and machine have it, ``"opencl"``.
+    ``opencl_math`` (device ``"opencl"`` only): ``"auto"`` multiplies in half precision where
+    the device reports ``cl_khr_fp16`` and in float otherwise, ``"half"`` requires fp16,
+    ``"float"`` forces float; ``info["opencl_math"]`` says which is in use.
 
     Execution tuning: ``weights`` (``"stored"``, ``"f32"``, or ``"f16"``: half the memory
     traffic, results within the f16 tolerance), ``frame_tile`` and ``chunk_frames`` (0 = the
@@ -80,6 +83,7 @@ class Session:
         frame_tile: int | None = None,
         chunk_frames: int | None = None,
         tuning: str | os.PathLike[str] | None = "auto",
+        opencl_math: str = "auto",
     ) -> None:
         if isinstance(model, (bytearray, memoryview)):
             model = bytes(model)
@@ -110,12 +114,19 @@ class Session:
         for name, value in (("frame_tile", frame_tile), ("chunk_frames", chunk_frames)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name} must be an int or None, got {value!r}")
-        for name, text in (("isa", isa), ("device", device), ("weights", weights)):
+        for name, text in (
+            ("isa", isa),
+            ("device", device),
+            ("weights", weights),
+            ("opencl_math", opencl_math),
+        ):
             if not isinstance(text, str):
                 raise TypeError(f"{name} must be a string, got {type(text).__name__}")
         if "\x00" in isa or "\x00" in device:
             raise ValueError(f"isa and device must not contain NUL characters, got {isa!r}")
-        self._core = _core.Session(model, threads, isa, device, weights, frame_tile, chunk_frames)
+        self._core = _core.Session(
+            model, threads, isa, device, weights, frame_tile, chunk_frames, opencl_math
+        )
         self._info: dict[str, Any] = self._core.info
 
     @property

@@ -40,10 +40,13 @@ typedef enum rtm_status {
 typedef struct rtm_session rtm_session; /* a loaded model, its kernels and threads */
 typedef struct rtm_stream rtm_stream;   /* recurrent state carried across chunks */
 
-/* All-zero is the same as rtm_options_default(): threads 0 and isa NULL mean "auto". */
+/* All-zero is the same as rtm_options_default(): threads 0 and isa NULL mean "auto", device
+ * NULL means "cpu". Strings are copied at create. */
 typedef struct rtm_options {
-  int threads;     /* 0: one per available core, at most 4; otherwise 1..256 */
-  const char* isa; /* "auto" (or NULL), or a name from rtm_available_isa(); copied at create */
+  int threads;        /* 0: one per available core, at most 4; otherwise 1..256 */
+  const char* isa;    /* "auto" (or NULL), or a name from rtm_available_isa() */
+  const char* device; /* "cpu" (or NULL), or "opencl" where the build and machine have it
+                       * (RTM_UNSUPPORTED otherwise; isa must then be "auto") */
 } rtm_options;
 
 /* Suggested size for the err_buf of the create functions; longer messages are truncated. */

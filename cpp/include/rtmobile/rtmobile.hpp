@@ -52,6 +52,9 @@ struct SessionOptions {
   std::string weights = "stored";  // "stored", "f32", or "f16" (halves the weight traffic)
   int frame_tile = 0;              // frames per block SpMM call, 1..256; 0 = 16
   int chunk_frames = 0;            // frames per internal chunk, 1..4096; 0 = 64
+  // Device 'opencl' only: the arithmetic of the block SpMM/SpMV. "auto": half precision where
+  // the device reports cl_khr_fp16, else float; "half" (error without cl_khr_fp16); "float".
+  std::string opencl_math = "auto";
 };
 
 struct MatrixInfo {
@@ -80,6 +83,7 @@ struct ModelInfo {
   int threads = 1;
   std::string weights;  // options.weights as applied: "stored", "f32" or "f16"
   int frame_tile = 0, chunk_frames = 0;  // the values in use
+  std::string opencl_math;  // device 'opencl': "half" or "float" as in use; "" on the CPU
 };
 
 class Stream;

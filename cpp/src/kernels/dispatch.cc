@@ -1,18 +1,31 @@
 // The one dispatch point: picks a kernel table from CPU detection when a Session is created.
 #include <string>
 
+#if defined(RTM_HAVE_AVX2)
+#include <cpuid.h>
+#endif
+
 #include "kernels/kernels.h"
 #include "rtmobile/rtmobile.hpp"
 
 namespace rtmobile {
+
+#if defined(RTM_HAVE_AVX2)
+namespace {
+// F16C from CPUID leaf 1 (ECX bit 29): clang before 16 rejects __builtin_cpu_supports("f16c").
+bool cpu_has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & (1u << 29)) != 0;
+}
+}  // namespace
+#endif
 
 bool cpu_supports(std::string_view isa) {
   if (isa == "scalar") return true;
 #if defined(RTM_HAVE_AVX2)
   if (isa == "avx2") {
     // __builtin_cpu_supports also checks that the OS saves the YMM state (OSXSAVE/XCR0).
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
   }
 #endif
 #if defined(RTM_HAVE_NEON) && defined(__aarch64__)

@@ -10,6 +10,7 @@
 #else
 #include <CL/cl.h>
 #endif
+#include "opencl/cl_loader.h"  // RTM_OPENCL_DLOPEN: clXxx(...) calls go through dlsym'd pointers
 
 #include <string>
 #include <utility>
@@ -24,7 +25,7 @@ std::string error_name(cl_int code);
 // Throws Error(kInternal, "OpenCL: <call> failed: <CL_ERROR_NAME> (<code>)") unless CL_SUCCESS.
 void check(cl_int code, const char* call);
 
-// A move-only owner of one cl object; Release is clReleaseContext, clReleaseMemObject, ...
+// A move-only owner of one cl object; Release is one of the release() overloads below.
 template <typename T, cl_int (*Release)(T)>
 class Handle {
  public:
@@ -53,11 +54,18 @@ class Handle {
   T h_ = nullptr;
 };
 
-using Context = Handle<cl_context, clReleaseContext>;
-using Queue = Handle<cl_command_queue, clReleaseCommandQueue>;
-using Program = Handle<cl_program, clReleaseProgram>;
-using Kernel = Handle<cl_kernel, clReleaseKernel>;
-using Mem = Handle<cl_mem, clReleaseMemObject>;
+// Plain functions (a template argument cannot be a run-time looked-up pointer).
+inline cl_int release(cl_context h) { return clReleaseContext(h); }
+inline cl_int release(cl_command_queue h) { return clReleaseCommandQueue(h); }
+inline cl_int release(cl_program h) { return clReleaseProgram(h); }
+inline cl_int release(cl_kernel h) { return clReleaseKernel(h); }
+inline cl_int release(cl_mem h) { return clReleaseMemObject(h); }
+
+using Context = Handle<cl_context, release>;
+using Queue = Handle<cl_command_queue, release>;
+using Program = Handle<cl_program, release>;
+using Kernel = Handle<cl_kernel, release>;
+using Mem = Handle<cl_mem, release>;
 
 // String-valued device/platform queries.
 std::string device_string(cl_device_id device, cl_device_info what);

@@ -1,16 +1,27 @@
 // RTMobile OpenCL kernels (OpenCL C 1.2). Embedded into the library at build time
 // (embed_cl.cmake); the host builds them once per Session with
-//   -DRTM_USE_FMA=0|1   1 where the device reports CL_FP_FMA: MAC is fma() (one rounding, the
-//                       CPU kernels' arithmetic); otherwise mad() (fast, may round twice).
+//   -DRTM_USE_FMA=0|1    1 where the device reports CL_FP_FMA: MAC is fma() (one rounding, the
+//                        CPU kernels' arithmetic); otherwise mad() (fast, may round twice).
+//   -DRTM_HALF_MATH=0|1  1 only where the device reports cl_khr_fp16 (and the session did not
+//                        ask for opencl_math='float'): the SpMM multiplies in half precision.
 // See docs/opencl.md.
 //
-// Weights are stored on the device as IEEE binary16 and read with vload_half, which every
-// OpenCL device supports (cl_khr_fp16 is NOT required): half storage, float arithmetic.
+// Weights are stored on the device as IEEE binary16.
+// * RTM_HALF_MATH=0 (every device): read with vload_half, which needs no cl_khr_fp16; the
+//   gathered inputs are float and the multiply-accumulate is float (half storage, float math).
+// * RTM_HALF_MATH=1 (cl_khr_fp16): the gathered inputs are rounded once to half when they go
+//   to local memory (half the local memory per column, so twice the columns per chunk), each
+//   product w * x is a half multiply (two columns at a time as half2, packed math on mobile
+//   GPUs), and the products are summed in float. Summing in float keeps the error to about two
+//   half roundings per product (~1e-3 relative), independent of the number of columns, which
+//   stays within the f16 tolerance; half accumulation would not. Inputs beyond the half range
+//   (|x| > 65504) become inf in this mode.
+// The gate kernels always compute in float.
 //
 // Every output element is computed by one work-item in a fixed order (blocks in order, each
 // block's kept columns in order from zero, then + bias), independent of how many frames a
 // launch covers and of the work-group shape: the SpMV of one frame and the SpMM of a chunk give
-// the same bits, so streaming equals an offline run exactly on a given device.
+// the same bits, so streaming equals an offline run exactly on a given device, in either mode.
 
 #pragma OPENCL FP_CONTRACT OFF
 
@@ -21,6 +32,18 @@
 #define MAC(a, b, c) fma((a), (b), (c))
 #else
 #define MAC(a, b, c) mad((a), (b), (c))
+#endif
+
+#ifndef RTM_HALF_MATH
+#define RTM_HALF_MATH 0
+#endif
+#if RTM_HALF_MATH
+#pragma OPENCL EXTENSION cl_khr_fp16 : enable
+typedef half rtm_x_t;  // gathered inputs in local memory
+#define RTM_TO_X(v) convert_half_rte(v)
+#else
+typedef float rtm_x_t;
+#define RTM_TO_X(v) (v)
 #endif
 
 #define RTM_NO_MAP 0xffffffffu
@@ -83,7 +106,7 @@ __kernel void bsp_spmm(__global const uint* tiles, __global const uint* pieces,
                        __global const half* w, __global const uint* perm,
                        __global const float* bias, __global const float* x, uint x_off,
                        uint ldx, __global float* y, uint y_off, uint ldy, uint frames,
-                       uint chunk_cols, __local float* xs) {
+                       uint chunk_cols, __local rtm_x_t* xs) {
   const uint tile = get_group_id(0);
   const uint r = get_local_id(0);
   const uint fl = get_local_id(1);
@@ -114,13 +137,25 @@ __kernel void bsp_spmm(__global const uint* tiles, __global const uint* pieces,
       barrier(CLK_LOCAL_MEM_FENCE);  // the previous chunk's readers are done
       for (uint i = lid; i < nc * nf; i += group_size) {
         const uint tf = i / nc, k = i - tf * nc;
-        xs[tf * chunk_cols + k] = x[x_off + (f0 + tf) * ldx + cols[c_begin + c0 + k]];
+        xs[tf * chunk_cols + k] = RTM_TO_X(x[x_off + (f0 + tf) * ldx + cols[c_begin + c0 + k]]);
       }
       barrier(CLK_LOCAL_MEM_FENCE);
       if (kept) {
-        __local const float* xf = xs + fl * chunk_cols;
+        __local const rtm_x_t* xf = xs + fl * chunk_cols;
         uint wi = w_begin + c0 * np + q;
+#if RTM_HALF_MATH
+        // Two columns per step as half2; the products are added in column order, so the
+        // result is the same as one column at a time.
+        uint k = 0;
+        for (; k + 1 < nc; k += 2, wi += 2 * np) {
+          const half2 p = (half2)(w[wi], w[wi + np]) * vload2(0, xf + k);
+          partial += convert_float(p.s0);
+          partial += convert_float(p.s1);
+        }
+        if (k < nc) partial += convert_float(w[wi] * xf[k]);
+#else
         for (uint k = 0; k < nc; ++k, wi += np) partial = MAC(vload_half(wi, w), xf[k], partial);
+#endif
       }
     }
     if (kept) total += partial;

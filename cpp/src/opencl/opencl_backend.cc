@@ -112,6 +112,11 @@ DeviceChoice choose_device() {
               std::to_string(num_platforms) + " platform(s): " + names);
 }
 
+bool has_extension(cl_device_id d, const std::string& name) {
+  const std::string list = " " + cl::device_string(d, CL_DEVICE_EXTENSIONS) + " ";
+  return list.find(" " + name + " ") != std::string::npos;
+}
+
 uint32_t u32(size_t v) { return static_cast<uint32_t>(v); }
 
 class OpenCLBackend final : public Backend {
@@ -139,7 +144,7 @@ class OpenCLBackend final : public Backend {
     cl::Mem cell;  // hidden (LSTM)
   };
 
-  void build_program();
+  void build_program(const std::string& math);
   cl::Mem buffer(cl_mem_flags flags, size_t bytes, const void* host = nullptr);
   template <typename T>
   cl::Mem constant(const std::vector<T>& v) {
@@ -160,6 +165,8 @@ class OpenCLBackend final : public Backend {
   cl::Program program_;
   cl::Kernel spmm_, gru_, lstm_;
   size_t kernel_wg_ = 1, local_mem_ = 0;
+  bool half_math_ = false;
+  size_t x_bytes_ = sizeof(float);  // one gathered input in local memory (half or float)
   size_t max_item_[3] = {1, 1, 1};
   std::vector<Layer> layers_;
   Matrix output_;
@@ -205,7 +212,7 @@ OpenCLBackend::OpenCLBackend(ModelBytes bytes, const SessionOptions& options)
   cl::check(err, "clCreateContext");
   queue_ = cl::Queue(clCreateCommandQueue(context_.get(), device_, 0, &err));
   cl::check(err, "clCreateCommandQueue");
-  build_program();
+  build_program(options.opencl_math);
 
   cl::check(clGetKernelWorkGroupInfo(spmm_.get(), device_, CL_KERNEL_WORK_GROUP_SIZE,
                                      sizeof kernel_wg_, &kernel_wg_, nullptr),
@@ -220,7 +227,7 @@ OpenCLBackend::OpenCLBackend(ModelBytes bytes, const SessionOptions& options)
   const cl_ulong dev_local = device_value<cl_ulong>(device_, CL_DEVICE_LOCAL_MEM_SIZE);
   local_mem_ = static_cast<size_t>(
       std::min<cl_ulong>(kLocalBudget, dev_local > kernel_local ? dev_local - kernel_local : 0));
-  if (local_mem_ < sizeof(float))
+  if (local_mem_ < x_bytes_)
     unsupported("device '" + device_name + "' has no local memory for the kernels");
 
   const uint32_t gates = gate_count(view_.kind);
@@ -264,6 +271,7 @@ OpenCLBackend::OpenCLBackend(ModelBytes bytes, const SessionOptions& options)
   info_.isa = "opencl:" + device_name;
   info_.threads = 1;  // one host thread drives the device queue
   info_.weights = "f16";  // on the device, whatever the file stores
+  info_.opencl_math = half_math_ ? "half" : "float";
   info_.chunk_frames = static_cast<int>(chunk_frames_);
   info_.frame_tile = 0;
   for (const Layer& l : layers_)
@@ -292,7 +300,15 @@ OpenCLBackend::OpenCLBackend(ModelBytes bytes, const SessionOptions& options)
           : static_cast<double>(info_.dense_weights) / static_cast<double>(info_.stored_weights);
 }
 
-void OpenCLBackend::build_program() {
+void OpenCLBackend::build_program(const std::string& math) {
+  // "auto": half arithmetic where the device has it (docs/opencl.md, "fp16").
+  const bool fp16 = has_extension(device_, "cl_khr_fp16");
+  if (math == "half" && !fp16)
+    unsupported("opencl_math='half' needs a device with cl_khr_fp16, and '" +
+                cl::device_string(device_, CL_DEVICE_NAME) +
+                "' does not report it (use opencl_math='auto' or 'float')");
+  half_math_ = fp16 && math != "float";
+  x_bytes_ = half_math_ ? 2 : sizeof(float);
   cl_int err = CL_SUCCESS;
   const char* src = kKernelSource;
   const size_t len = sizeof kKernelSource - 1;
@@ -302,6 +318,7 @@ void OpenCLBackend::build_program() {
   std::string opts = (fp & CL_FP_FMA) != 0 ? "-DRTM_USE_FMA=1" : "-DRTM_USE_FMA=0";
   if ((fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0)
     opts += " -cl-fp32-correctly-rounded-divide-sqrt";
+  opts += half_math_ ? " -DRTM_HALF_MATH=1" : " -DRTM_HALF_MATH=0";
   err = clBuildProgram(program_.get(), 1, &device_, opts.c_str(), nullptr, nullptr);
   if (err != CL_SUCCESS) {
     std::string log;
@@ -358,10 +375,10 @@ OpenCLBackend::Matrix OpenCLBackend::upload(const BspMatrixView& view, const Vec
   m.num_tiles = plan.num_tiles();
   m.frame_tile = u32(std::clamp<size_t>(
       std::min<size_t>(kernel_wg_ / m.tile_rows, max_item_[1]), 1, frame_tile_));
-  const size_t local_floats = local_mem_ / sizeof(float);
+  const size_t local_elems = local_mem_ / x_bytes_;  // gathered inputs that fit
   const size_t widest = std::max<uint32_t>(plan.max_piece_cols, 1);
-  m.chunk_cols_spmv = u32(std::clamp<size_t>(local_floats, 1, widest));
-  m.chunk_cols_spmm = u32(std::clamp<size_t>(local_floats / m.frame_tile, 1, widest));
+  m.chunk_cols_spmv = u32(std::clamp<size_t>(local_elems, 1, widest));
+  m.chunk_cols_spmm = u32(std::clamp<size_t>(local_elems / m.frame_tile, 1, widest));
   m.tiles = constant(plan.tiles);
   m.pieces = constant(plan.pieces);
   m.cols_idx = constant(plan.cols_idx);
@@ -393,7 +410,7 @@ void OpenCLBackend::spmm(const Matrix& m, cl_mem x, uint32_t x_off, uint32_t ldx
   cl::set_arg(k, 12, ldy);
   cl::set_arg(k, 13, frames);
   cl::set_arg(k, 14, chunk);
-  cl::set_local_arg(k, 15, size_t{chunk} * ft * sizeof(float));
+  cl::set_local_arg(k, 15, size_t{chunk} * ft * x_bytes_);
   const size_t global[2] = {size_t{m.num_tiles} * m.tile_rows, (frames + ft - 1) / ft * ft};
   const size_t local[2] = {m.tile_rows, ft};
   cl::check(clEnqueueNDRangeKernel(queue_.get(), k, 2, nullptr, global, local, 0, nullptr,

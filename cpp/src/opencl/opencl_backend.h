@@ -1,6 +1,7 @@
 // The OpenCL backend (device = "opencl"): BSP block SpMM/SpMV and the gate updates as OpenCL
-// kernels, weights on the device in f16, arithmetic in f32. Built only with RTM_HAVE_OPENCL.
-// See docs/opencl.md.
+// kernels, weights on the device in f16; the SpMM multiplies in half precision where the device
+// has cl_khr_fp16 (SessionOptions::opencl_math), else in f32; gates in f32. Built only with
+// RTM_HAVE_OPENCL. See docs/opencl.md.
 #pragma once
 
 #include <memory>
@@ -13,7 +14,9 @@ namespace rtmobile {
 
 // Picks the device (first GPU, else the first device; RTM_OPENCL_DEVICE=platform:device
 // overrides), builds the kernels and uploads the weights. Throws Error(kUnsupported) when no
-// OpenCL platform or device exists, Error(kInternal) naming the call and CL error on a failure.
+// OpenCL platform or device exists (or, in RTM_OPENCL_DLOPEN builds, no libOpenCL loads) and
+// for opencl_math='half' without cl_khr_fp16, Error(kInternal) naming the call and CL error on
+// a failure.
 std::unique_ptr<Backend> make_opencl_backend(ModelBytes bytes, const SessionOptions& options);
 
 }  // namespace rtmobile

@@ -1,8 +1,9 @@
 // 64-byte aligned, zero-initialised heap arrays (cache-line aligned weight panels).
+// C++17 aligned operator new rather than std::aligned_alloc, which Android's bionic only has
+// from API 28 (the library targets android-24, docs/android.md).
 #pragma once
 
 #include <cstddef>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -16,8 +17,7 @@ class AlignedBuffer {
   explicit AlignedBuffer(size_t count) : size_(count) {
     const size_t bytes = ((count * sizeof(T) + 63) / 64) * 64;
     if (bytes == 0) return;
-    void* p = std::aligned_alloc(64, bytes);
-    if (p == nullptr) throw std::bad_alloc();
+    void* p = ::operator new(bytes, kAlign);  // throws std::bad_alloc
     std::memset(p, 0, bytes);
     data_.reset(static_cast<T*>(p));
   }
@@ -28,8 +28,9 @@ class AlignedBuffer {
   const T& operator[](size_t i) const { return data_.get()[i]; }
 
  private:
+  static constexpr std::align_val_t kAlign{64};
   struct Free {
-    void operator()(T* p) const { std::free(p); }
+    void operator()(T* p) const { ::operator delete(p, kAlign); }
   };
   std::unique_ptr<T, Free> data_;
   size_t size_ = 0;

@@ -147,7 +147,17 @@ Engine::Engine(ModelBytes bytes, const SessionOptions& options)
 }
 
 std::unique_ptr<Backend> make_backend(ModelBytes bytes, const SessionOptions& options) {
-  if (options.device == "cpu") return std::make_unique<Engine>(std::move(bytes), options);
+  const std::string& math = options.opencl_math;
+  if (math != "auto" && math != "half" && math != "float")
+    throw Error(ErrorCode::kInvalidArgument,
+                "opencl_math must be 'auto', 'half' or 'float', got '" + math + "'");
+  if (options.device == "cpu") {
+    if (math != "auto")
+      throw Error(ErrorCode::kInvalidArgument,
+                  "opencl_math='" + math + "' selects the OpenCL kernels' arithmetic; device "
+                  "'cpu' computes in float, so opencl_math must be 'auto'");
+    return std::make_unique<Engine>(std::move(bytes), options);
+  }
 #if defined(RTM_HAVE_OPENCL)
   if (options.device == "opencl") return make_opencl_backend(std::move(bytes), options);
   const char* available = "cpu, opencl";

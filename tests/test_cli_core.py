@@ -21,7 +21,7 @@ def test_demo_runs_and_reports_timing() -> None:
 def test_demo_rejects_bad_numbers() -> None:
     result = CliRunner().invoke(main, ["demo", "--frames", "0"])
     assert result.exit_code == 2
-    assert "error:" in result.output
+    assert result.output.startswith("Error: ")
 
 
 def test_info_describes_a_file(tmp_path: Path) -> None:

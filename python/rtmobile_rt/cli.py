@@ -1,26 +1,135 @@
-"""The ``rtmobile`` command line."""
+"""The ``rtmobile`` command line.
+
+Runtime commands (``demo``, ``transcribe``, ``tune``, ``info``, ``bench``) need only the base
+install. The training commands (``data``, ``train``, ``prune``, ``export``, ``eval``) are a thin
+layer over ``rtmobile_train`` (``workflow``, ``export``, ``data.festival_corpus``); they import it
+when run and need the training extras (``pip install ".[train]"``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import os
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 import numpy as np
 
 from rtmobile_rt import FormatError, Session, __version__
+from rtmobile_train.bspc import MAGIC as BSPC_MAGIC
+from rtmobile_train.data.festival_corpus import PRESETS as CORPUS_PRESETS
+
+TRAIN_EXTRAS = 'pip install ".[train]"'
+# rtmobile_train.workflow.MODELS, named here without importing torch (a test keeps them equal)
+MODEL_PRESETS = ("paper", "small", "tiny")
 
 
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+def _fail(message: str) -> NoReturn:
+    lines = [ln.strip() for ln in str(message).strip().splitlines() if ln.strip()]
+    click.echo(f"Error: {lines[0] if lines else 'failed'}", err=True)
     sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """Errors found deep inside a command (a bad file or setting) end as one ``Error:`` line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own (--help, ^C): RuntimeErrors, but not failures
+        except ImportError as e:
+            _fail(f"{e}: this command needs the training extras: {TRAIN_EXTRAS}")
+        except (ValueError, OSError, RuntimeError) as e:
+            _fail(str(e) or type(e).__name__)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rtmobile")
 def main() -> None:
-    """RTMobile: real-time BSP-pruned recurrent speech models on CPUs."""
+    """RTMobile: real-time BSP-pruned recurrent speech models on CPUs.
+
+    \b
+    From speech to a pruned model on this machine:
+      rtmobile data --preset tiny --out data/festival-tiny
+      rtmobile train --corpus data/festival-tiny --model tiny --out runs/tiny
+      rtmobile prune runs/tiny/dense.pt --corpus data/festival-tiny --rate 4
+      rtmobile export runs/tiny/bsp-4x/retrain.pt model.bspc
+      rtmobile eval model.bspc --corpus data/festival-tiny
+      rtmobile transcribe some.wav --model model.bspc
+    """
+
+
+@contextlib.contextmanager
+def _model_errors(model: Path) -> Iterator[None]:
+    try:
+        yield
+    except FormatError as e:
+        _fail(f"{model}: not a valid BSPC model: {e}")
+
+
+def _is_bspc(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(len(BSPC_MAGIC)) == BSPC_MAGIC
+
+
+@contextlib.contextmanager
+def _training_log() -> Iterator[None]:
+    """Show the training log (epochs, resumes) on stderr, between the tqdm bars."""
+    from tqdm import tqdm
+
+    class Echo(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            tqdm.write(self.format(record), file=sys.stderr)
+
+    logger = logging.getLogger("rtmobile_train")
+    handler, level = Echo(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _torch_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _per_line(r: Any) -> str:
+    return (
+        f"PER {100 * r.per:.2f}% ({r.errors} errors / {r.ref_len} phones, "
+        f"{r.num_utts} utterances), frame accuracy {100 * r.frame_acc:.2f}%"
+    )
+
+
+_corpus_option = click.option(
+    "--corpus",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Corpus folder with a manifest.jsonl (e.g. from `rtmobile data`).",
+)
+_device_option = click.option(
+    "--device", default="cpu", show_default=True, help="Torch device: cpu, cuda or cuda:N."
+)
+_threads_option = click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Torch CPU threads (default: torch's choice).",
+)
+_progress_option = click.option("--no-progress", is_flag=True, help="No progress bars.")
 
 
 @main.command()
@@ -236,10 +345,9 @@ def tune(
         return
     if model is None:
         _fail("give a MODEL to tune, or --search-blocks")
-        return
     if not model.is_file():
         _fail(f"model file not found: {model}")
-    try:
+    with _model_errors(model):
         record = tuning.tune(
             str(model),
             objective=objective,
@@ -248,9 +356,6 @@ def tune(
             frames=frames,
             progress=click.echo,
         )
-    except FormatError as e:
-        _fail(f"{model}: not a valid BSPC model: {e}")
-        return
     path = tuning.save_tuning(record, str(model), out)
     click.echo(f"best: {record['options']} -> written to {path}")
 
@@ -259,14 +364,9 @@ def tune(
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 def info(model: Path) -> None:
     """Inspect a BSPC file: dimensions, blocks, nonzeros, compression, checksum."""
-    try:
+    with _model_errors(model):
         session = Session(model, threads=1)
-    except FileNotFoundError as e:
-        _fail(str(e))
-        return
-    except FormatError as e:
-        _fail(f"{model}: not a valid BSPC model: {e}")
-        return
+        meta = session.metadata
     i = session.info
     click.echo(f"file        : {model}")
     dims = f"{i['input_dim']} -> {i['hidden_dims']} -> {i['output_dim']}"
@@ -280,12 +380,491 @@ def info(model: Path) -> None:
     click.echo(f"checksum    : 0x{i['checksum']:08x}")
     more = " ..." if len(i["labels"]) > 12 else ""
     click.echo(f"labels      : {' '.join(i['labels'][:12])}{more}")
+    features = meta.pop("features", None)
+    if isinstance(features, dict) and isinstance(features.get("fbank"), dict):
+        fb, (left, right) = features["fbank"], features.get("context", (0, 0))
+        click.echo(
+            f"features    : {fb.get('num_mel_bins')}-d log-mel fbank at {fb.get('sample_rate')} "
+            f"Hz, {fb.get('frame_shift_ms')} ms shift, context -{left}/+{right} frames"
+        )
+    else:
+        click.echo("features    : none recorded (runs on frames; cannot transcribe audio)")
+    for key, value in sorted(meta.items()):
+        click.echo(f"{key:12s}: {json.dumps(value, sort_keys=True)}")
     for m in i["matrices"]:
         click.echo(
             f"  {m['name']:8s} {m['rows']:6d} x {m['cols']:<6d} "
             f"blocks {m['num_r']:3d} x {m['num_c']:<3d} {m['dtype']}  "
             f"stored {m['stored_values']:>10,}  nonzero {m['nonzeros']:>10,}"
         )
+
+
+# -- the training pipeline ------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(CORPUS_PRESETS)),
+    default="default",
+    show_default=True,
+    help="Corpus size in train / dev / test sentences: "
+    + "; ".join(f"{k}: {c.n_train} / {c.n_dev} / {c.n_test}" for k, c in CORPUS_PRESETS.items())
+    + " (default: about 4.2 h of training audio, some 45 min to make on 2 cores; tiny: "
+    "seconds, for tests).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Corpus folder (default: data/festival-PRESET). An existing one is completed, not redone.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=max(1, os.cpu_count() or 1),
+    show_default=True,
+    help="Parallel Festival processes.",
+)
+@click.option("--seed", type=int, default=None, help="Override the preset's random seed.")
+@_progress_option
+def data(preset: str, out: Path | None, workers: int, seed: int | None, no_progress: bool) -> None:
+    """Synthesise the phone-labelled Festival corpus (needs festival and its voices).
+
+    Sentences from Festival's CMU lexicon, spoken by two training voices (the test sentences
+    once more by a held-out voice) with varied speed, pitch, level and noise; the phone
+    boundaries come from Festival itself.
+    """
+    from dataclasses import replace
+
+    from rtmobile_train.data.festival_corpus import generate_corpus
+
+    config = CORPUS_PRESETS[preset] if seed is None else replace(CORPUS_PRESETS[preset], seed=seed)
+    out = out or Path("data") / f"festival-{preset}"
+    manifest = generate_corpus(out, config, workers=workers, progress=not no_progress)
+    info = json.loads((manifest.parent / "corpus.json").read_text())
+    for split, d in info["splits"].items():
+        click.echo(f"{split:13s} {d['utterances']:6d} utterances {d['hours']:8.3f} h")
+    click.echo(f"manifest: {manifest}")
+
+
+@main.command()
+@_corpus_option
+@click.option(
+    "--model",
+    type=click.Choice(MODEL_PRESETS),
+    default="small",
+    show_default=True,
+    help="Model preset. small: 2 x GRU 128 on 40-d fbank; paper: 2 x GRU 960 on fbank "
+    "spliced +-5 frames (9.6M parameters, days on a CPU); tiny: 2 x GRU 16 (tests).",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(0),
+    default=20,
+    show_default=True,
+    help="Epochs in all, counting those of a checkpoint resumed from.",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Utterances."
+)
+@click.option(
+    "--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True, help="Adam."
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Initial weights and batch order."
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Checkpoint folder (default: runs/MODEL); the checkpoint is OUT/dense.pt.",
+)
+@_device_option
+@_threads_option
+@_progress_option
+def train(
+    corpus: Path,
+    model: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    out: Path | None,
+    device: str,
+    threads: int | None,
+    no_progress: bool,
+) -> None:
+    """Train a dense GRU phone model on the corpus's train split.
+
+    Frame-wise cross-entropy with Adam; the dev PER is printed after every epoch and
+    OUT/dense.pt is written after every epoch. Running the same command again resumes from it
+    (give a larger --epochs to train on).
+    """
+    from rtmobile_train import workflow
+    from rtmobile_train.train import TrainConfig
+
+    _torch_threads(threads)
+    out = out or Path("runs") / model
+    cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed, progress=not no_progress)
+    with _training_log():
+        run = workflow.train_dense(
+            corpus, out, model=model, cfg=cfg, batch_size=batch_size,
+            device=workflow.torch_device(device), progress=not no_progress,
+        )  # fmt: skip
+    last = run.history[-1] if run.history else {}
+    scores = ", ".join(f"{k} {last[k]:.4g}" for k in ("loss", "frame_acc", "dev_per") if k in last)
+    click.echo(f"wrote {run.checkpoint} ({epochs} epochs{': ' + scores if scores else ''})")
+    click.echo(f"next: rtmobile prune {run.checkpoint} --corpus {corpus} --rate 10")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_corpus_option
+@click.option(
+    "--method",
+    type=click.Choice(["bsp", "magnitude", "row", "bbs"]),
+    default="bsp",
+    show_default=True,
+    help="bsp: block-based structured pruning (the paper's); magnitude: unstructured; "
+    "row: whole rows; bbs: bank-balanced.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(1),
+    default=10.0,
+    show_default=True,
+    help="Target compression of every weight matrix (dense / kept weights).",
+)
+@click.option(
+    "--col-rate",
+    type=click.FloatRange(1),
+    default=None,
+    help="BSP only: the part of --rate taken by pruning columns in each strip; the rest is "
+    "taken by rows (default: min(rate, 16)).",
+)
+@click.option(
+    "--num-r",
+    type=click.IntRange(1),
+    default=None,
+    help="BSP strips (row blocks) per matrix (default per model preset: paper 32, small 8, "
+    "tiny 4).",
+)
+@click.option(
+    "--num-c",
+    type=click.IntRange(1),
+    default=None,
+    help="BSP column blocks per matrix (default: paper and small 4, tiny 2).",
+)
+@click.option(
+    "--num-banks", type=click.IntRange(1), default=4, show_default=True, help="BBS banks per row."
+)
+@click.option(
+    "--admm-epochs", type=click.IntRange(0), default=8, show_default=True, help="ADMM epochs."
+)
+@click.option(
+    "--retrain-epochs",
+    type=click.IntRange(0),
+    default=8,
+    show_default=True,
+    help="Masked retraining epochs (after the hard prune).",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(0, min_open=True),
+    default=5e-4,
+    show_default=True,
+    help="ADMM learning rate.",
+)
+@click.option(
+    "--retrain-lr",
+    type=click.FloatRange(0, min_open=True),
+    default=5e-4,
+    show_default=True,
+    help="Masked retraining learning rate.",
+)
+@click.option(
+    "--rho",
+    type=click.FloatRange(0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Initial ADMM penalty rho; doubled after every Z/U update, up to max(1, RHO).",
+)
+@click.option(
+    "--admm-updates-per-epoch",
+    type=click.IntRange(1),
+    default=2,
+    show_default=True,
+    help="ADMM Z/U updates (and rho increases) per epoch.",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Utterances."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Batch order.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Checkpoint folder (default: next to CHECKPOINT, named METHOD-RATEx); the pruned "
+    "model is OUT/retrain.pt.",
+)
+@_device_option
+@_threads_option
+@_progress_option
+def prune(
+    checkpoint: Path,
+    corpus: Path,
+    method: str,
+    rate: float,
+    col_rate: float | None,
+    num_r: int | None,
+    num_c: int | None,
+    num_banks: int,
+    admm_epochs: int,
+    retrain_epochs: int,
+    lr: float,
+    retrain_lr: float,
+    rho: float,
+    admm_updates_per_epoch: int,
+    batch_size: int,
+    seed: int,
+    out: Path | None,
+    device: str,
+    threads: int | None,
+    no_progress: bool,
+) -> None:
+    """Prune the dense model in CHECKPOINT (from `rtmobile train`) to --rate.
+
+    ADMM (the training loss plus a penalty pulling every matrix towards its projection onto
+    the pruning pattern), then hard pruning to that pattern, then retraining with the mask
+    fixed. Checkpoints OUT/admm.pt and OUT/retrain.pt are written after every epoch; running
+    the same command again resumes.
+    """
+    from rtmobile_train import workflow
+    from rtmobile_train.pruning import ADMMConfig
+    from rtmobile_train.train import TrainConfig
+
+    _torch_threads(threads)
+    out = out or checkpoint.parent / f"{method}-{rate:g}x"
+    common = {"seed": seed, "progress": not no_progress}
+    with _training_log():
+        result = workflow.prune(
+            checkpoint, corpus, out, method=method, rate=rate, col_rate=col_rate, num_r=num_r,
+            num_c=num_c, num_banks=num_banks,
+            admm=TrainConfig(epochs=admm_epochs, lr=lr, **common),
+            retrain=TrainConfig(epochs=retrain_epochs, lr=retrain_lr, **common),
+            admm_updates_per_epoch=admm_updates_per_epoch,
+            schedule=ADMMConfig(rho=rho, rho_max=max(1.0, rho)),
+            batch_size=batch_size, device=workflow.torch_device(device),
+            progress=not no_progress,
+        )  # fmt: skip
+    click.echo(f"compression: {result.report.summary()}")
+    click.echo(f"wrote {out / 'retrain.pt'}")
+    click.echo(f"next: rtmobile export {out / 'retrain.pt'} {out / 'model.bspc'}")
+
+
+def _meta_items(values: tuple[str, ...]) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for item in values:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="'--meta'")
+        try:
+            meta[key] = json.loads(text)
+        except json.JSONDecodeError:
+            meta[key] = text
+    return meta
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--dtype",
+    type=click.Choice(["f32", "f16"]),
+    default="f32",
+    show_default=True,
+    help="Weight precision in the file (biases stay f32).",
+)
+@click.option("--no-reorder", is_flag=True, help="Keep rows in their original order.")
+@click.option(
+    "--meta",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Extra METADATA entry (VALUE is JSON if it parses, else a string); repeatable.",
+)
+def export(
+    checkpoint: Path, out: Path | None, dtype: str, no_reorder: bool, meta: tuple[str, ...]
+) -> None:
+    """Write a training CHECKPOINT as a BSPC model file OUT (default: CHECKPOINT.bspc).
+
+    The file carries the block structure of the pruned matrices, the feature normalisation,
+    the labels and, in METADATA, the feature configuration (so `rtmobile transcribe` can use
+    it) and a summary of the training.
+    """
+    extra = _meta_items(meta)
+    from rtmobile_train.export import export_checkpoint
+
+    out = out or checkpoint.with_suffix(".bspc")
+    for note in export_checkpoint(
+        checkpoint,
+        out,
+        dtype=dtype,
+        reorder=not no_reorder,
+        metadata=extra,
+    ):
+        click.echo(f"note: {note}", err=True)
+    session = Session(out, threads=1, tuning=None)
+    click.echo(f"wrote {out} ({out.stat().st_size:,} bytes): {session!r}")
+
+
+@main.command(name="eval")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_corpus_option
+@click.option(
+    "--split",
+    default="test",
+    show_default=True,
+    help="Corpus split to score (Festival corpus: train, dev, test, test_heldout).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Runtime threads for a .bspc file; torch threads for a checkpoint.",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Checkpoint only."
+)
+@_device_option
+@_progress_option
+def evaluate(
+    model: Path, corpus: Path, split: str, threads: int, batch_size: int, device: str,
+    no_progress: bool,
+) -> None:  # fmt: skip
+    """Phone error rate of MODEL on a corpus split.
+
+    MODEL is a training checkpoint (.pt, scored by torch) or an exported BSPC file (scored by
+    the C++ runtime, with the features its METADATA describes). Greedy decoding (argmax per
+    frame, repeats collapsed) against the collapsed frame labels; silence is scored.
+    """
+    from rtmobile_train import workflow
+
+    progress = not no_progress
+    if _is_bspc(model):
+        with _model_errors(model):
+            result = workflow.evaluate_bspc(
+                model, corpus, split, threads=threads, progress=progress
+            )
+        how = "C++ runtime"
+    else:
+        _torch_threads(threads)
+        result = workflow.evaluate_checkpoint(
+            model, corpus, split, batch_size=batch_size, device=workflow.torch_device(device),
+            progress=progress,
+        )  # fmt: skip
+        how = "torch"
+    click.echo(f"{model} on {split} ({how}): {_per_line(result)}")
+
+
+# -- speed ---------------------------------------------------------------------------------------
+
+
+def _bench_harness() -> Path | None:
+    """bench/bench_gru.py of a source checkout: under the working directory or this package's."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        path = root / "bench" / "bench_gru.py"
+        if path.is_file():
+            return path
+    return None
+
+
+@main.command()
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.argument("harness_args", nargs=-1, type=click.UNPROCESSED)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    multiple=True,
+    help="Thread count to time; repeat for several (default: 1).",
+)
+@click.option(
+    "--frames",
+    type=click.IntRange(10, 100000),
+    default=200,
+    show_default=True,
+    help="Frames per sample (streamed one per push, and run offline in one call).",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1, 1000),
+    default=5,
+    show_default=True,
+    help="Samples per mode; the medians are reported.",
+)
+@click.option(
+    "--weights",
+    type=click.Choice(["stored", "f32", "f16"]),
+    default="stored",
+    show_default=True,
+    help="Weight precision to run with (f16 halves the weight traffic).",
+)
+@click.option(
+    "--table2",
+    is_flag=True,
+    help="Instead, run the full Table II / Fig. 4 benchmark, bench/bench_gru.py of a source "
+    "checkout, with the arguments after `--` (e.g. `rtmobile bench --table2 -- --smoke`).",
+)
+def bench(
+    model: Path | None,
+    harness_args: tuple[str, ...],
+    threads: tuple[int, ...],
+    frames: int,
+    repeats: int,
+    weights: str,
+    table2: bool,
+) -> None:
+    """Time MODEL (a .bspc file): streaming latency and offline throughput per frame.
+
+    Streaming pushes one frame per call (state carried, Python call included); offline runs
+    all frames in one call. Random input (the time does not depend on the values), the
+    runtime's defaults (tuning files are ignored), one warm-up run first; medians of
+    --repeats samples.
+    """
+    if table2:
+        harness = _bench_harness()
+        if harness is None:
+            _fail("bench/bench_gru.py not found: --table2 runs from a source checkout")
+        args = [str(model), *harness_args] if model is not None else list(harness_args)
+        code = subprocess.call([sys.executable, str(harness), *args])
+        if code:
+            _fail(f"bench/bench_gru.py exited with status {code}")
+        return
+    if model is None:
+        _fail("give a MODEL to time, or --table2")
+    if harness_args:
+        _fail(f"unexpected arguments {' '.join(harness_args)} (only --table2 takes more)")
+    if not model.is_file():
+        _fail(f"model file not found: {model}")
+    from rtmobile_rt import tuning
+
+    with _model_errors(model):
+        session = Session(model, threads=1, tuning=None)
+        features = session.metadata.get("features") or {}
+    shift_ms = float(features.get("fbank", {}).get("frame_shift_ms", 10.0))
+    click.echo(f"model {model.name}: {session!r}")
+    click.echo(
+        f"{frames} frames of {shift_ms:g} ms per sample, medians of {repeats}; "
+        f"weights {weights}; real-time factor = compute time / audio time"
+    )
+    click.echo("threads  streaming us/frame   real-time factor  offline us/frame")
+    for t in threads or (1,):
+        r = tuning.measure(
+            str(model), {"threads": t, "weights": weights}, frames=frames, repeats=repeats
+        )
+        rtf = r["streaming_us"] / (shift_ms * 1e3)
+        click.echo(f"{t:7d}  {r['streaming_us']:18.1f}   {rtf:16.4f}  {r['offline_us']:16.1f}")
 
 
 if __name__ == "__main__":

@@ -14,19 +14,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rtmobile_rt.session import Session
-from rtmobile_train.features import ContextStacker, FbankConfig, StreamingFbank, compute_fbank
-from rtmobile_train.features import stack_context as _stack_context
+from rtmobile_train.features import ContextStacker, StreamingFbank, compute_fbank
+from rtmobile_train.features import FeatureSpec as _FeatureSpec
 
 
 class TranscribeError(ValueError):
     """The model or the audio cannot be transcribed (no feature config, wrong rate, ...)."""
 
 
-@dataclass(frozen=True)
-class FeatureSpec:
-    fbank: FbankConfig
-    left: int
-    right: int
+class FeatureSpec(_FeatureSpec):
+    """The model file's feature configuration (METADATA ``features``)."""
 
     @classmethod
     def from_session(cls, session: Session) -> FeatureSpec:
@@ -36,15 +33,17 @@ class FeatureSpec:
                 "the model carries no feature configuration (METADATA 'features'); "
                 "export it with rtmobile_train.export to transcribe audio"
             )
-        fbank = FbankConfig.from_dict(features["fbank"])
-        left, right = (int(v) for v in features.get("context", (0, 0)))
-        if fbank.num_mel_bins * (left + 1 + right) != session.input_dim:
+        try:
+            spec = cls.from_dict(features)
+        except (ValueError, TypeError) as e:
+            raise TranscribeError(f"the model's feature configuration is unusable: {e}") from e
+        if spec.input_dim != session.input_dim:
             raise TranscribeError(
-                f"feature config gives {fbank.num_mel_bins} x {left + 1 + right} = "
-                f"{fbank.num_mel_bins * (left + 1 + right)} inputs but the model takes "
+                f"feature config gives {spec.fbank.num_mel_bins} x "
+                f"{spec.left + 1 + spec.right} = {spec.input_dim} inputs but the model takes "
                 f"{session.input_dim}"
             )
-        return cls(fbank, left, right)
+        return spec
 
 
 @dataclass
@@ -136,9 +135,7 @@ def transcribe_offline(session: Session, samples: np.ndarray, sample_rate: int) 
     """All phones of an utterance from one offline run (the reference for streaming)."""
     spec = FeatureSpec.from_session(session)
     check_rate(sample_rate, spec)
-    feats = compute_fbank(samples, spec.fbank)
-    if spec.left or spec.right:
-        feats = _stack_context(feats, spec.left, spec.right)
+    feats = spec.stack(compute_fbank(samples, spec.fbank))
     cfg = spec.fbank
     decoder = GreedyDecoder(
         session.labels, cfg.frame_shift_ms / 1000, cfg.window_samples / 2 / cfg.sample_rate

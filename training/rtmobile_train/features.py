@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "ContextStacker",
     "FbankConfig",
     "FeatureError",
+    "FeatureSpec",
     "FeatureStats",
     "StreamingFbank",
     "compute_fbank",
@@ -109,6 +110,53 @@ class FbankConfig:
         if unknown:
             raise FeatureError(f"unknown FbankConfig fields: {sorted(unknown)}")
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """A model's input: fbank frames spliced with ``left``/``right`` neighbours.
+
+    Training checkpoints store it and the exporter writes it to the BSPC METADATA as
+    ``{"features": {"fbank": {...}, "context": [left, right]}}``, which is what lets the
+    runtime turn audio into the model's input (``rtmobile_rt.transcribe``).
+    """
+
+    fbank: FbankConfig = field(default_factory=FbankConfig)
+    left: int = 0
+    right: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("left", "right"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise FeatureError(f"FeatureSpec.{name} must be an int >= 0, got {value!r}")
+
+    @property
+    def context(self) -> tuple[int, int]:
+        return (self.left, self.right)
+
+    @property
+    def input_dim(self) -> int:
+        return self.fbank.num_mel_bins * (self.left + 1 + self.right)
+
+    def stack(self, feats: np.ndarray) -> np.ndarray:
+        """Fbank [T, num_mel_bins] -> model input [T, input_dim]."""
+        return stack_context(feats, self.left, self.right) if self.left or self.right else feats
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fbank": self.fbank.to_dict(), "context": [self.left, self.right]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureSpec:
+        if not isinstance(d, Mapping) or not isinstance(d.get("fbank"), Mapping):
+            raise FeatureError(f"a feature spec needs an 'fbank' mapping, got {d!r}")
+        unknown = set(d) - {"fbank", "context"}
+        if unknown:
+            raise FeatureError(f"unknown feature spec fields: {sorted(unknown)}")
+        context = d.get("context", (0, 0))
+        if not isinstance(context, (list, tuple)) or len(context) != 2:
+            raise FeatureError(f"feature spec 'context' must be [left, right], got {context!r}")
+        return cls(FbankConfig.from_dict(d["fbank"]), *context)
 
 
 def _as_samples(samples: np.ndarray) -> np.ndarray:

@@ -47,6 +47,7 @@ from rtmobile_train import bsp
 
 __all__ = [
     "ADMM",
+    "MAX_COL_RATE",
     "PRUNERS",
     "ADMMConfig",
     "BSPPruner",
@@ -298,6 +299,9 @@ def pruner_from_dict(d: Mapping[str, Any]) -> Pruner:
 # -- configuration -----------------------------------------------------------------------------
 
 DEFAULT_TARGETS: tuple[str, ...] = ("l*.w_ih", "l*.w_hh", "out.w")
+# Largest BSP column rate of a default split; the rest of the rate is taken by rows. The paper's
+# Table I prunes columns by 10-20x and rows for the rest.
+MAX_COL_RATE = 16.0
 
 
 @dataclass(frozen=True)
@@ -333,6 +337,36 @@ class PruneConfig:
         if self.method == "bbs":
             return BankBalancedPruner(self.sparsity, self.num_banks)
         return PRUNERS[self.method](self.sparsity)  # type: ignore[call-arg]
+
+    @classmethod
+    def for_rate(
+        cls,
+        method: str,
+        rate: float,
+        *,
+        col_rate: float | None = None,
+        num_r: int = 8,
+        num_c: int = 4,
+        num_banks: int = 4,
+        targets: tuple[str, ...] = DEFAULT_TARGETS,
+    ) -> PruneConfig:
+        """The config for a nominal compression ``rate`` (dense / kept weights).
+
+        BSP splits it into a column rate (step 1 of Algorithm 1; default ``min(rate,
+        MAX_COL_RATE)``, the paper's Table I split) and the row rate ``rate / col_rate``; the
+        other methods keep ``1/rate`` of the weights (sparsity ``1 - 1/rate``).
+        """
+        if method == "bsp":
+            col = min(rate, MAX_COL_RATE) if col_rate is None else col_rate
+            col_s, row_s = bsp.sparsities_for_rate(rate, col)
+            return cls(
+                "bsp", targets, num_r=num_r, num_c=num_c, col_sparsity=col_s, row_sparsity=row_s
+            )
+        if col_rate is not None:
+            raise ValueError(f"only BSP splits the rate into a column rate, not {method!r}")
+        if not (math.isfinite(rate) and rate >= 1):
+            raise ValueError(f"rate must be a finite number >= 1, got {rate!r}")
+        return cls(method, targets, sparsity=1.0 - 1.0 / rate, num_banks=num_banks)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -88,7 +88,7 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,25 +97,36 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rtmobile_train.batch import Batch, collate_frames
-from rtmobile_train.data.corpus import read_manifest
-from rtmobile_train.data.dataset import FeatureCache
 from rtmobile_train.data.festival_corpus import PRESETS as CORPUS_PRESETS
 from rtmobile_train.data.festival_corpus import CorpusConfig, generate_corpus
-from rtmobile_train.data.phones import PHONES39
-from rtmobile_train.evaluate import PERResult, collapse, evaluate, phone_error_rate
+from rtmobile_train.evaluate import PERResult, evaluate
 from rtmobile_train.export import export_bspc
-from rtmobile_train.features import FbankConfig, FeatureStats, frame_labels, stack_context
-from rtmobile_train.model import GRUPhoneModel, ModelConfig, preset
-from rtmobile_train.pruning import ADMMConfig, PruneConfig, compression_report, make_pruners
+from rtmobile_train.features import FbankConfig, FeatureSpec, FeatureStats
+from rtmobile_train.model import GRUPhoneModel
+from rtmobile_train.pruning import (
+    MAX_COL_RATE,
+    ADMMConfig,
+    PruneConfig,
+    compression_report,
+    make_pruners,
+)
 from rtmobile_train.train import (
     PipelineConfig,
     TrainConfig,
     Trainer,
+    fit_resumable,
     read_checkpoint,
     run_pipeline,
-    save_checkpoint,
-    seed_everything,
+)
+from rtmobile_train.workflow import (
+    MODELS,
+    FrameBatches,
+    ModelChoice,
+    SplitData,
+    load_corpus,
+    new_model,
+    runtime_per,
+    torch_device,
 )
 
 __all__ = [
@@ -144,31 +155,6 @@ EVAL_SPLITS = ("dev", "test", "test_heldout")
 
 # -- what is swept ---------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """A model preset plus what it needs around it: fbank splicing and BSP block geometry."""
-
-    config: ModelConfig
-    context: int  # +- frames of fbank stacking: input_dim = 40 * (2 * context + 1)
-    num_r: int
-    num_c: int
-    note: str
-
-
-MODELS: dict[str, ModelChoice] = {
-    "paper": ModelChoice(
-        preset("paper"), 5, 32, 4, "2 x GRU 960 on 40-d fbank spliced +-5 frames (9.6M params)"
-    ),
-    "small": ModelChoice(preset("small"), 0, 8, 4, "2 x GRU 128 on 40-d fbank (169k params)"),
-    "tiny": ModelChoice(
-        preset("tiny", input_dim=40, num_classes=len(PHONES39), labels=PHONES39),
-        0,
-        4,
-        2,
-        "2 x GRU 16 on 40-d fbank (tests only)",
-    ),
-}
 
 METHOD_LABELS = {
     "dense": "dense (BSP 1x)",
@@ -273,7 +259,7 @@ def parse_row(name: str) -> RowSpec:
         if m.group(3):
             raise ValueError(f"row {name!r}: only BSP rows take a column rate (-c)")
         return RowSpec(name, method, rate)
-    col = float(m.group(3)) if m.group(3) else min(rate, 16.0)
+    col = float(m.group(3)) if m.group(3) else min(rate, MAX_COL_RATE)
     if not 1 <= col <= rate:
         raise ValueError(f"row {name!r}: the column rate must be in [1, {rate:g}]")
     return RowSpec(name, "bsp", rate, col, rate / col)
@@ -335,6 +321,10 @@ class Settings:
     @property
     def choice(self) -> ModelChoice:
         return MODELS[self.model]
+
+    @property
+    def features(self) -> FeatureSpec:
+        return self.choice.features(self.fbank)
 
     @property
     def corpus_config(self) -> CorpusConfig:
@@ -424,29 +414,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 # -- data ------------------------------------------------------------------------------------------
 
 
-@dataclass
-class SplitData:
-    """One split in memory: raw fbank [T, 40] and frame labels [T] per utterance."""
-
-    name: str
-    utt_ids: list[str]
-    feats: list[np.ndarray]
-    labels: list[np.ndarray]
-    hours: float
-
-    def __len__(self) -> int:
-        return len(self.utt_ids)
-
-    @property
-    def frames(self) -> int:
-        return int(sum(len(lab) for lab in self.labels))
-
-    def inputs(self, i: int, context: int) -> np.ndarray:
-        """Model input of utterance ``i``: the fbank, spliced +-``context`` frames."""
-        f = self.feats[i]
-        return stack_context(f, context, context) if context else f
-
-
 def ensure_corpus(
     corpus_dir: Path, config: CorpusConfig, *, workers: int, progress: bool
 ) -> float | None:
@@ -460,94 +427,6 @@ def ensure_corpus(
     t0 = time.perf_counter()
     generate_corpus(corpus_dir, config, workers=workers, progress=progress)
     return time.perf_counter() - t0
-
-
-def load_corpus(
-    corpus_dir: str | os.PathLike[str],
-    fbank: FbankConfig | None = None,
-    *,
-    splits: Sequence[str] = ("train", "dev", "test", "test_heldout"),
-    progress: bool = False,
-) -> dict[str, SplitData]:
-    """Every split's features (through the on-disk ``FeatureCache``) and frame labels."""
-    fbank = fbank or FbankConfig()
-    root = Path(corpus_dir)
-    cache = FeatureCache(root / "fbank", fbank)
-    utts = read_manifest(root, splits)
-    out = {s: SplitData(s, [], [], [], 0.0) for s in splits}
-    for u in tqdm(utts, desc="features", unit="utt", disable=not progress, leave=False):
-        feats = cache.get(u)
-        if len(feats) == 0:
-            continue  # shorter than one 25 ms window: nothing to learn or score
-        d = out[u.split]
-        d.utt_ids.append(u.utt_id)
-        d.feats.append(feats)
-        d.labels.append(frame_labels(u.segments, len(feats), fbank))
-        d.hours += u.duration / 3600.0
-    return out
-
-
-class FrameBatches:
-    """Re-iterable padded batches of a split (what ``Trainer`` and ``evaluate`` consume).
-
-    Training order: shuffled with a generator seeded by (seed, epoch) (``Trainer`` calls
-    ``set_epoch``), then utterances of similar length are batched together within groups of
-    ``bucket`` batches, which cuts the padding the GRU computes over, and the batches are
-    shuffled. Without ``shuffle`` the order is longest first (evaluation).
-    """
-
-    def __init__(
-        self,
-        split: SplitData,
-        batch_size: int,
-        *,
-        context: int = 0,
-        shuffle: bool = False,
-        seed: int = 0,
-        device: torch.device | str = "cpu",
-        bucket: int = 32,
-    ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if len(split) == 0:
-            raise ValueError(f"split {split.name!r} has no utterances")
-        self.split = split
-        self.batch_size = batch_size
-        self.context = context
-        self.shuffle = shuffle
-        self.seed = seed
-        self.device = torch.device(device)
-        self.bucket = bucket
-        self._epoch = 0
-        self._lengths = np.array([len(lab) for lab in split.labels])
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.split) / self.batch_size)
-
-    def _batches(self) -> list[np.ndarray]:
-        n, bs = len(self.split), self.batch_size
-        if not self.shuffle:
-            idx = np.argsort(-self._lengths, kind="stable")
-            return [idx[i : i + bs] for i in range(0, n, bs)]
-        rng = np.random.default_rng([self.seed, self._epoch])
-        perm = rng.permutation(n)
-        out: list[np.ndarray] = []
-        group = bs * self.bucket
-        for g in range(0, n, group):
-            chunk = perm[g : g + group]
-            chunk = chunk[np.argsort(-self._lengths[chunk], kind="stable")]
-            out.extend(chunk[i : i + bs] for i in range(0, len(chunk), bs))
-        return [out[k] for k in rng.permutation(len(out))]
-
-    def __iter__(self) -> Iterator[Batch]:
-        for idx in self._batches():
-            batch = collate_frames(
-                [(self.split.inputs(int(i), self.context), self.split.labels[int(i)]) for i in idx]
-            )
-            yield batch if self.device.type == "cpu" else batch.to(self.device)
 
 
 # -- one run ---------------------------------------------------------------------------------------
@@ -580,12 +459,8 @@ class Context:
         }
 
     def new_model(self) -> GRUPhoneModel:
-        seed_everything(self.settings.seed)
-        model = GRUPhoneModel(self.settings.choice.config)
-        copies = 2 * self.settings.choice.context + 1
-        stats = self.norm.tile(copies) if copies > 1 else self.norm
-        model.set_normalization(stats.mean, stats.var)
-        return model.to(self.device)
+        s = self.settings
+        return new_model(s.choice, self.norm, seed=s.seed, device=self.device)
 
     def dev_eval(self, model: GRUPhoneModel) -> dict[str, float]:
         r = evaluate(model, self.evals["dev"])
@@ -622,14 +497,10 @@ def train_dense(ctx: Context) -> tuple[GRUPhoneModel, list[dict[str, float]], Pa
     """The dense baseline (resumable: one checkpoint per epoch)."""
     path = ctx.run_dir / "dense" / "dense.pt"
     model = ctx.new_model()
-    trainer = Trainer(model, ctx.settings.dense_config(progress=ctx.progress), phase="dense")
-    if path.exists():
-        trainer.load_state_dict(read_checkpoint(path))
-        log.info("dense: resumed at epoch %d/%d", trainer.epoch, trainer.cfg.epochs)
-    history = trainer.fit(ctx.train, ckpt_path=path, eval_fn=ctx.dev_eval)
-    trainer.close()
-    if not path.exists():  # zero dense epochs: still leave the checkpoint the rows start from
-        save_checkpoint(path, trainer.state_dict())
+    cfg = ctx.settings.dense_config(progress=ctx.progress)
+    trainer = Trainer(model, cfg, phase="dense", features=ctx.settings.features)
+    # zero dense epochs still leave the checkpoint the rows start from
+    history = fit_resumable(trainer, ctx.train, path, eval_fn=ctx.dev_eval)
     return model, history, path
 
 
@@ -646,22 +517,17 @@ def runtime_scores(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    refs, hyps = [], []
     max_diff = 0.0
     try:
-        for i in range(len(split)):
+        for i in range(min(compare, len(split))):
             x = split.inputs(i, context)
-            logits = session.run(x)
-            hyps.append(collapse(logits.argmax(-1)))
-            refs.append(collapse(split.labels[i]))
-            if i < compare:
-                with torch.no_grad():
-                    ref, _ = model(torch.from_numpy(np.ascontiguousarray(x))[None].to(device))
-                diff = np.abs(logits - ref[0].cpu().numpy()).max()
-                max_diff = max(max_diff, float(diff))
+            with torch.no_grad():
+                ref, _ = model(torch.from_numpy(np.ascontiguousarray(x))[None].to(device))
+            diff = np.abs(session.run(x) - ref[0].cpu().numpy()).max()
+            max_diff = max(max_diff, float(diff))
     finally:
         model.train(was_training)
-    per = phone_error_rate(refs, hyps)
+    per = runtime_per(session, split, context)
     return {
         "per": 100.0 * per.per,
         "max_abs_logit_diff": max_diff,
@@ -708,6 +574,13 @@ def _finish_row(
         bspc,
         masks=None if row.method == "dense" else masks,
         pruners=pruners,
+        fbank=ctx.settings.fbank,
+        context=(ctx.settings.choice.context, ctx.settings.choice.context),
+        metadata={
+            "table1_row": row.name,
+            "corpus": f"festival {ctx.settings.corpus}",
+            "per": {split: round(s["per"], 4) for split, s in scores.items()},
+        },
     )
     rt = (
         runtime_scores(bspc, model, ctx.data["test"], ctx.settings.choice.context)
@@ -789,7 +662,9 @@ def run_pruned_row(ctx: Context, row: RowSpec, dense_ckpt: Path) -> dict[str, An
     pcfg = ctx.settings.pipeline(row, steps_per_epoch=len(ctx.train), progress=ctx.progress)
     assert pcfg is not None
     model = ctx.new_model()
-    result = run_pipeline(model, ctx.train, pcfg, row_dir, eval_fn=ctx.dev_eval)
+    result = run_pipeline(
+        model, ctx.train, pcfg, row_dir, eval_fn=ctx.dev_eval, features=ctx.settings.features
+    )
     history: dict[str, Any] = {}
     for phase in ("admm", "retrain"):
         ck = row_dir / f"{phase}.pt"
@@ -1154,18 +1029,6 @@ def _check_rows(settings: Settings, rows: Sequence[RowSpec]) -> None:
                 raise ValueError(f"row {row.name}: {e}") from None
 
 
-def _device(name: str) -> torch.device:
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise ValueError(f"--device {name!r}: {e}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: torch sees no CUDA device")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device {name!r}: only cpu and cuda are supported")
-    return dev
-
-
 def _check_run_dir(run_dir: Path, settings: Settings) -> dict[str, Any]:
     """Create ``run.json`` or make sure the folder was made with the same base settings."""
     path = run_dir / "run.json"
@@ -1193,7 +1056,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     settings = _settings(args)
     rows = select_rows(args.rows)
     _check_rows(settings, rows)
-    device = _device(args.device)
+    device = torch_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     progress = not args.no_progress

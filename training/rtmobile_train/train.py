@@ -41,7 +41,9 @@ from tqdm import tqdm
 
 from rtmobile_train import distributed
 from rtmobile_train.batch import Batch, as_batch
+from rtmobile_train.bspc import MAGIC as BSPC_MAGIC
 from rtmobile_train.evaluate import evaluate
+from rtmobile_train.features import FeatureSpec
 from rtmobile_train.model import PRESETS, GRUPhoneModel, ModelConfig, preset
 from rtmobile_train.pruning import (
     ADMM,
@@ -62,6 +64,7 @@ __all__ = [
     "PipelineResult",
     "TrainConfig",
     "Trainer",
+    "fit_resumable",
     "frame_loss",
     "main",
     "read_checkpoint",
@@ -167,12 +170,16 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> N
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint written by :class:`Trainer` (weights_only: no pickled code runs)."""
+    with open(path, "rb") as f:
+        if f.read(len(BSPC_MAGIC)) == BSPC_MAGIC:
+            raise ValueError(f"{path}: an exported BSPC model, not a training checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as e:
-        raise ValueError(f"{path}: not a readable checkpoint ({e})") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a readable checkpoint ({first})") from e
     if not isinstance(state, dict) or state.get("format") != CKPT_FORMAT:
         raise ValueError(f"{path}: not an rtmobile training checkpoint")
     if state.get("version") != CKPT_VERSION:
@@ -186,7 +193,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 class Trainer:
-    """Runs one phase on a model: Adam + clipping, plus ADMM penalty/updates or fixed masks."""
+    """Runs one phase on a model: Adam + clipping, plus ADMM penalty/updates or fixed masks.
+
+    ``features`` (how the model's input frames are made from audio) is stored in every
+    checkpoint, so the exported model can transcribe audio; it is not used for training.
+    """
 
     def __init__(
         self,
@@ -197,6 +208,7 @@ class Trainer:
         pruners: Mapping[str, Pruner] | None = None,
         admm_cfg: ADMMConfig | None = None,
         masks: MaskSet | Mapping[str, Any] | None = None,
+        features: FeatureSpec | None = None,
     ) -> None:
         if phase not in PHASES:
             raise ValueError(f"unknown phase {phase!r}; choose one of {PHASES}")
@@ -208,6 +220,7 @@ class Trainer:
         self.cfg = cfg
         self.phase: Phase = phase
         self.pruners = dict(pruners or {})
+        self.features = features
         self.admm: ADMM | None = None
         self.masks: MaskSet | None = None
         if phase == "admm":
@@ -355,6 +368,7 @@ class Trainer:
             "admm_config": self.admm.cfg.to_dict() if self.admm else None,
             "admm": self.admm.state_dict() if self.admm else None,
             "masks": self.masks.state_dict() if self.masks else None,
+            "features": self.features.to_dict() if self.features else None,
             "history": list(self.history),
             "rng": _rng_state(),
         }
@@ -368,6 +382,15 @@ class Trainer:
             raise ValueError(
                 f"checkpoint prunes {sorted(state['pruners'])}, this run {sorted(self.pruners)}"
             )
+        changed = sorted(n for n, p in self.pruners.items() if state["pruners"][n] != p.to_dict())
+        if changed:
+            raise ValueError(f"checkpoint was written with other pruning settings for {changed}")
+        stored = state.get("features")
+        if stored is not None:
+            features = FeatureSpec.from_dict(stored)
+            if self.features is not None and features != self.features:
+                raise ValueError("checkpoint was written for other input features")
+            self.features = features
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.admm is not None:
@@ -379,6 +402,27 @@ class Trainer:
         self.step = int(state["step"])
         self.history = list(state["history"])
         _set_rng_state(state["rng"])
+
+
+def fit_resumable(
+    trainer: Trainer,
+    batches: Iterable[Any],
+    ckpt_path: str | os.PathLike[str],
+    *,
+    eval_fn: Callable[[GRUPhoneModel], Mapping[str, float]] | None = None,
+) -> list[dict[str, float]]:
+    """``trainer.fit`` resumed from ``ckpt_path`` when it exists; leaves a checkpoint there even
+    after zero epochs (a later phase may start from it)."""
+    path = Path(ckpt_path)
+    if path.exists():
+        trainer.load_state_dict(read_checkpoint(path))
+        log.info("%s: resumed from %s at epoch %d/%d", trainer.phase, path, trainer.epoch,
+                 trainer.cfg.epochs)  # fmt: skip
+    history = trainer.fit(batches, ckpt_path=path, eval_fn=eval_fn)
+    trainer.close()
+    if not path.exists() and distributed.info().is_main:
+        save_checkpoint(path, trainer.state_dict())
+    return history
 
 
 # -- the three phases --------------------------------------------------------------------------
@@ -412,8 +456,11 @@ def run_pipeline(
     out_dir: str | os.PathLike[str],
     *,
     eval_fn: Callable[[GRUPhoneModel], Mapping[str, float]] | None = None,
+    features: FeatureSpec | None = None,
 ) -> PipelineResult:
-    """Dense training, ADMM, hard prune, masked retraining; resumes from ``out_dir``."""
+    """Dense training, ADMM, hard prune, masked retraining; resumes from ``out_dir``.
+
+    ``features`` is recorded in the checkpoints (see :class:`Trainer`)."""
     out = Path(out_dir)
     seed_everything(cfg.dense.seed)
     pruners = make_pruners(model, cfg.prune)
@@ -427,12 +474,15 @@ def run_pipeline(
                 log.info("%s: resumed from %s at epoch %d", phase, path, trainer.epoch)
         return path
 
-    dense = Trainer(model, cfg.dense, phase="dense")
+    dense = Trainer(model, cfg.dense, phase="dense", features=features)
     history["dense"] = dense.fit(batches, ckpt_path=resume(dense, "dense"), eval_fn=eval_fn)
     dense.close()
 
     retrain_ckpt = out / "retrain.pt"
-    admm = Trainer(model, cfg.admm, phase="admm", pruners=pruners, admm_cfg=cfg.admm_schedule)
+    admm = Trainer(
+        model, cfg.admm, phase="admm", pruners=pruners, admm_cfg=cfg.admm_schedule,
+        features=features,
+    )  # fmt: skip
     admm_path = resume(admm, "admm")
     if not retrain_ckpt.exists():
         history["admm"] = admm.fit(batches, ckpt_path=admm_path, eval_fn=eval_fn)
@@ -440,7 +490,9 @@ def run_pipeline(
     assert admm.admm is not None
     masks = admm.admm.hard_prune(cfg.hard_prune_source)
 
-    retrain = Trainer(model, cfg.retrain, phase="retrain", pruners=pruners, masks=masks)
+    retrain = Trainer(
+        model, cfg.retrain, phase="retrain", pruners=pruners, masks=masks, features=features
+    )
     resume(retrain, "retrain")
     history["retrain"] = retrain.fit(batches, ckpt_path=retrain_ckpt, eval_fn=eval_fn)
     retrain.close()

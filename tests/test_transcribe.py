@@ -109,3 +109,39 @@ def test_cli_transcribe(tmp_path: Path, audio: np.ndarray) -> None:
     notaudio.write_bytes(b"nope")
     result = runner.invoke(main, ["transcribe", str(notaudio), "--model", str(model)])
     assert result.exit_code == 2 and "cannot read audio" in result.output
+
+
+@pytest.mark.parametrize("min_frames", [1, 2, 3, 4])
+def test_streaming_decoder_equals_offline_collapse(min_frames: int) -> None:
+    """GreedyDecoder fed in chunks emits exactly evaluate.collapse(argmax, min_frames), with
+    each phone stamped at the first frame of its run."""
+    from rtmobile_rt.transcribe import GreedyDecoder
+    from rtmobile_train.evaluate import collapse
+
+    rng = np.random.default_rng(min_frames)
+    # Runs of 1-6 frames over 5 labels: plenty of short blips and repeated labels.
+    path = np.concatenate([np.full(rng.integers(1, 7), rng.integers(0, 5)) for _ in range(300)])
+    logits = np.eye(5, dtype=np.float32)[path]
+    decoder = GreedyDecoder(list("abcde"), 0.01, 0.0125, min_frames)
+    phones, start = [], 0
+    while start < len(path):
+        size = int(rng.integers(0, 9))
+        phones += decoder.push(logits[start : start + size])
+        start += size
+    assert [p.label for p in phones] == ["abcde"[k] for k in collapse(path.tolist(), min_frames)]
+    for p in phones:
+        f = p.frame
+        assert path[f] == "abcde".index(p.label) and (f == 0 or path[f - 1] != path[f])
+        assert p.start == pytest.approx(0.0125 + 0.01 * f)
+
+
+def test_decoder_min_frames_from_metadata(tmp_path: Path) -> None:
+    from rtmobile_rt.transcribe import DEFAULT_MIN_FRAMES, decoder_min_frames
+
+    features = {"fbank": FbankConfig(num_mel_bins=MEL).to_dict(), "context": [LEFT, RIGHT]}
+    assert decoder_min_frames(Session(model_bytes({"features": features}))) == DEFAULT_MIN_FRAMES
+    meta = {"features": features, "decoder": {"min_frames": 5}}
+    assert decoder_min_frames(Session(model_bytes(meta))) == 5
+    bad = {"features": features, "decoder": {"min_frames": 0}}
+    with pytest.raises(TranscribeError, match="min_frames"):
+        decoder_min_frames(Session(model_bytes(bad)))

@@ -60,25 +60,52 @@ class ChunkResult:
     frames: int
 
 
+# The decoder's default minimum run length when a model's METADATA names none; the same value
+# as rtmobile_train.evaluate.DEFAULT_MIN_FRAMES, with which the model's PER was measured.
+DEFAULT_MIN_FRAMES = 3
+
+
+def decoder_min_frames(session: Session) -> int:
+    """METADATA ``decoder.min_frames`` of the model, else :data:`DEFAULT_MIN_FRAMES`."""
+    decoder = session.metadata.get("decoder")
+    value = decoder.get("min_frames", DEFAULT_MIN_FRAMES) if isinstance(decoder, dict) else None
+    if value is None:
+        return DEFAULT_MIN_FRAMES
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TranscribeError(f"METADATA decoder.min_frames must be an int >= 1, got {value!r}")
+    return value
+
+
 @dataclass
 class GreedyDecoder:
-    """Argmax per frame, repeats collapsed: a phone is emitted when the argmax changes."""
+    """Argmax per frame; a phone is emitted once its argmax run reaches ``min_frames`` frames
+    and differs from the last phone emitted (a frame-wise model's shorter blips are dropped).
+    Chunk by chunk this gives exactly ``rtmobile_train.evaluate.collapse(argmax, min_frames)``
+    over the whole utterance."""
 
     labels: list[str]
     frame_shift_s: float
     first_frame_centre_s: float
+    min_frames: int = DEFAULT_MIN_FRAMES
     _last: int = -1
+    _run_label: int = -1
+    _run_len: int = 0
+    _run_start: int = 0
     _frame: int = 0
     silence: frozenset[str] = field(default_factory=lambda: frozenset({"sil", "<blank>"}))
 
     def push(self, logits: np.ndarray) -> list[Phone]:
         out = []
         for k in np.argmax(logits, axis=1) if len(logits) else ():
-            if k != self._last:
-                self._last = int(k)
-                label = self.labels[self._last]
-                t = self.first_frame_centre_s + self._frame * self.frame_shift_s
-                out.append(Phone(label, t, self._frame))
+            k = int(k)
+            if k == self._run_label:
+                self._run_len += 1
+            else:
+                self._run_label, self._run_len, self._run_start = k, 1, self._frame
+            if self._run_len == self.min_frames and k != self._last:
+                self._last = k
+                t = self.first_frame_centre_s + self._run_start * self.frame_shift_s
+                out.append(Phone(self.labels[k], t, self._run_start))
             self._frame += 1
         return out
 
@@ -98,7 +125,10 @@ class StreamingRecognizer:
         self._stream = session.stream()
         cfg = self.spec.fbank
         self.decoder = GreedyDecoder(
-            session.labels, cfg.frame_shift_ms / 1000, cfg.window_samples / 2 / cfg.sample_rate
+            session.labels,
+            cfg.frame_shift_ms / 1000,
+            cfg.window_samples / 2 / cfg.sample_rate,
+            decoder_min_frames(session),
         )
         self.samples_seen = 0
 
@@ -138,7 +168,10 @@ def transcribe_offline(session: Session, samples: np.ndarray, sample_rate: int) 
     feats = spec.stack(compute_fbank(samples, spec.fbank))
     cfg = spec.fbank
     decoder = GreedyDecoder(
-        session.labels, cfg.frame_shift_ms / 1000, cfg.window_samples / 2 / cfg.sample_rate
+        session.labels,
+        cfg.frame_shift_ms / 1000,
+        cfg.window_samples / 2 / cfg.sample_rate,
+        decoder_min_frames(session),
     )
     return decoder.push(session.run(feats))
 

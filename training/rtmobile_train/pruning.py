@@ -13,8 +13,20 @@ it is the projection). The same training code runs any of them:
 
 ADMM (paper Sec. III-C), per pruned matrix W_i with pruner Pi_i:
 
-* W-step: optimizer steps on ``loss + sum_i rho_i/2 ||W_i - Z_i + U_i||_F^2``
-  (:meth:`ADMM.penalty`);
+* W-step: minimise ``loss + sum_i rho_i/2 ||W_i - Z_i + U_i||_F^2``. Two ways
+  (``ADMMConfig.w_step``):
+
+  - ``"proximal"`` (default): forward-backward splitting. Each step is an optimizer (Adam)
+    step on the loss alone, then the exact proximal operator of the quadratic with step
+    ``tau``: ``W <- W - f (W - Z + U)``, ``f = tau rho / (1 + tau rho)``
+    (:meth:`ADMM.proximal_step`). Adam moves each weight by about its learning rate per
+    step whatever the gradient's size, so with the penalty inside the Adam step (below) W
+    could not follow Z: on the Festival ``small`` corpus (75 steps per epoch) the residual
+    ||W - Z|| grew from 44 to 57 over 4 ADMM epochs while the penalty swamped the loss
+    (frame accuracy 0.77 -> 0.38) and the hard prune left 0.17. The proximal step pulls by
+    a fraction of the distance, so W tracks Z - U as rho grows.
+  - ``"gradient"``: the penalty is added to the loss and the optimizer steps on the sum
+    (:meth:`ADMM.penalty`), the textbook form; fine with SGD-like optimizers.
 * Z-step: ``Z_i = Pi_i(W_i + U_i)``; U-step: ``U_i = U_i + W_i - Z_i`` (:meth:`ADMM.update`);
 * rho grows by ``rho_factor`` every ``rho_every`` Z/U updates up to ``rho_max``, so W is pulled
   ever harder onto the constraint set and the final hard prune costs little accuracy.
@@ -416,8 +428,16 @@ class ADMMConfig:
     rho_factor: float = 2.0
     rho_every: int = 1
     rho_max: float = 1.0
+    w_step: Literal["proximal", "gradient"] = "proximal"
+    tau: float = 1.0  # proximal step size: each step pulls W by tau rho / (1 + tau rho)
 
     def __post_init__(self) -> None:
+        if self.w_step not in ("proximal", "gradient"):
+            raise ValueError(
+                f"ADMMConfig.w_step must be 'proximal' or 'gradient', got {self.w_step!r}"
+            )
+        if not (math.isfinite(self.tau) and self.tau > 0):
+            raise ValueError(f"ADMMConfig.tau must be finite and > 0, got {self.tau!r}")
         if not (math.isfinite(self.rho) and self.rho > 0):
             raise ValueError(f"ADMMConfig.rho must be finite and > 0, got {self.rho!r}")
         if not (math.isfinite(self.rho_factor) and self.rho_factor >= 1):
@@ -471,6 +491,14 @@ class ADMM:
             total = term if total is None else total + term
         assert total is not None
         return total
+
+    @torch.no_grad()
+    def proximal_step(self) -> None:
+        """The proximal operator of sum_i rho_i/2 ||W_i - Z_i + U_i||^2 with step ``tau``, in
+        place: W_i <- (W_i + tau rho_i (Z_i - U_i)) / (1 + tau rho_i)."""
+        for n, w in self.params.items():
+            frac = self.cfg.tau * self.rho[n] / (1.0 + self.cfg.tau * self.rho[n])
+            w.sub_(frac * (w - self.Z[n] + self.U[n]))
 
     @torch.no_grad()
     def update(self) -> dict[str, float]:

@@ -273,9 +273,14 @@ class Trainer:
                 logits, _ = self.net(batch.feats)
                 loss, n, ok = frame_loss(logits, batch)
                 total = loss
+                proximal = self.admm is not None and self.admm.cfg.w_step == "proximal"
                 if self.admm is not None:
-                    penalty = self.admm.penalty()
-                    total = loss + penalty
+                    if proximal:  # the penalty is applied after the step; logged only
+                        with torch.no_grad():
+                            penalty = self.admm.penalty()
+                    else:
+                        penalty = self.admm.penalty()
+                        total = loss + penalty
                     pen_sum += float(penalty.detach()) * n
                 self.optimizer.zero_grad(set_to_none=True)
                 total.backward()
@@ -284,6 +289,9 @@ class Trainer:
                 if self.cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
                 self.optimizer.step()
+                if proximal:
+                    assert self.admm is not None
+                    self.admm.proximal_step()
                 if self.masks is not None:
                     self.masks.apply()
                 self.step += 1

@@ -266,6 +266,50 @@ def test_admm_drives_w_onto_the_constraint_set(pruner: Pruner) -> None:
     assert torch.equal(masks.masks["w"], admm.Z["w"] != 0) or pruner.kind == "bbs"
 
 
+@pytest.mark.parametrize(
+    "pruner", [BSPPruner(4, 2, 0.75, 0.5), MagnitudePruner(0.9)], ids=["bsp", "magnitude"]
+)
+def test_proximal_admm_with_adam_reaches_the_constraint_set(pruner: Pruner) -> None:
+    """The default W-step (Adam on f, then the prox of the quadratic) converges with Adam, whose
+    steps are about lr in size whatever the penalty's gradient."""
+    torch.manual_seed(1)
+    a = torch.randn(24, 16)
+    w = torch.nn.Parameter(a.clone())
+    cfg = ADMMConfig(rho=0.05, rho_factor=2.0, rho_max=10.0)
+    assert cfg.w_step == "proximal"
+    admm = ADMM({"w": w}, {"w": pruner}, cfg)
+    opt = torch.optim.Adam([w], lr=1e-3)
+    residuals = []
+    for _ in range(12):
+        for _ in range(40):
+            opt.zero_grad()
+            (0.5 * (w - a).pow(2).sum()).backward()
+            opt.step()
+            admm.proximal_step()
+        residuals.append(admm.update()["w"])
+    assert residuals[-1] < 1e-2 * residuals[0], residuals
+    before = w.detach().clone()
+    admm.hard_prune().check({"w": pruner})
+    assert float(torch.linalg.vector_norm(w.detach() - before)) < 0.05 * float(
+        torch.linalg.vector_norm(before)
+    )
+
+
+def test_proximal_step_is_the_exact_prox() -> None:
+    w = torch.nn.Parameter(torch.randn(6, 6))
+    admm = ADMM({"w": w}, {"w": MagnitudePruner(0.5)}, ADMMConfig(rho=0.5, tau=2.0))
+    admm.U["w"] = torch.randn(6, 6)
+    v = (admm.Z["w"] - admm.U["w"]).clone()
+    w0 = w.detach().clone()
+    admm.proximal_step()
+    # argmin_x ||x - w0||^2 / (2 tau) + rho/2 ||x - v||^2 = (w0 + tau rho v) / (1 + tau rho)
+    torch.testing.assert_close(w.detach(), (w0 + 1.0 * v) / 2.0)
+    with pytest.raises(ValueError, match="w_step"):
+        ADMMConfig(w_step="newton")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="tau"):
+        ADMMConfig(tau=0.0)
+
+
 def test_admm_state_round_trip_and_errors() -> None:
     w = torch.nn.Parameter(torch.randn(8, 8))
     p = {"w": MagnitudePruner(0.5)}

@@ -29,7 +29,8 @@ ADMM (paper Sec. III-C), per pruned matrix W_i with pruner Pi_i:
     (:meth:`ADMM.penalty`), the textbook form; fine with SGD-like optimizers.
 * Z-step: ``Z_i = Pi_i(W_i + U_i)``; U-step: ``U_i = U_i + W_i - Z_i`` (:meth:`ADMM.update`);
 * rho grows by ``rho_factor`` every ``rho_every`` Z/U updates up to ``rho_max``, so W is pulled
-  ever harder onto the constraint set and the final hard prune costs little accuracy.
+  ever harder onto the constraint set and the final hard prune costs little accuracy. U is the
+  scaled dual (y / rho), so it is rescaled by old rho / new rho whenever rho changes.
 
 Which matrices are pruned: by default every weight matrix, GRU ``W_ih``/``W_hh`` of all layers
 *and* the output layer's weight. The paper prunes "the GRU weight matrices", but its Table I
@@ -512,7 +513,12 @@ class ADMM:
         self.num_updates += 1
         if self.num_updates % self.cfg.rho_every == 0:
             for n in self.rho:
-                self.rho[n] = min(self.rho[n] * self.cfg.rho_factor, self.cfg.rho_max)
+                new_rho = min(self.rho[n] * self.cfg.rho_factor, self.cfg.rho_max)
+                # U is the scaled dual y / rho: keep y when rho changes (Boyd et al. 2011,
+                # Sec. 3.4.1). Left as is, each doubling of rho doubles the dual's pull and
+                # drives W past Z, wrecking the model.
+                self.U[n].mul_(self.rho[n] / new_rho)
+                self.rho[n] = new_rho
         return res
 
     @torch.no_grad()

@@ -271,13 +271,12 @@ def test_admm_drives_w_onto_the_constraint_set(pruner: Pruner) -> None:
     "pruner", [BSPPruner(4, 2, 0.75, 0.5), MagnitudePruner(0.9)], ids=["bsp", "magnitude"]
 )
 def test_proximal_admm_with_adam_reaches_the_constraint_set(pruner: Pruner) -> None:
-    """The default W-step (Adam on f, then the prox of the quadratic) converges with Adam, whose
-    steps are about lr in size whatever the penalty's gradient."""
+    """The proximal W-step (Adam on f, then the prox of the quadratic) converges with Adam,
+    whose steps are about lr in size whatever the penalty's gradient."""
     torch.manual_seed(1)
     a = torch.randn(24, 16)
     w = torch.nn.Parameter(a.clone())
-    cfg = ADMMConfig(rho=0.05, rho_factor=2.0, rho_max=10.0)
-    assert cfg.w_step == "proximal"
+    cfg = ADMMConfig(rho=0.05, rho_factor=2.0, rho_max=10.0, w_step="proximal")
     admm = ADMM({"w": w}, {"w": pruner}, cfg)
     opt = torch.optim.Adam([w], lr=1e-3)
     residuals = []
@@ -298,7 +297,8 @@ def test_proximal_admm_with_adam_reaches_the_constraint_set(pruner: Pruner) -> N
 
 def test_proximal_step_is_the_exact_prox() -> None:
     w = torch.nn.Parameter(torch.randn(6, 6))
-    admm = ADMM({"w": w}, {"w": MagnitudePruner(0.5)}, ADMMConfig(rho=0.5, tau=2.0))
+    cfg = ADMMConfig(rho=0.5, tau=2.0, w_step="proximal")
+    admm = ADMM({"w": w}, {"w": MagnitudePruner(0.5)}, cfg)
     admm.U["w"] = torch.randn(6, 6)
     v = (admm.Z["w"] - admm.U["w"]).clone()
     w0 = w.detach().clone()

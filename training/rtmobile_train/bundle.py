@@ -56,10 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus-dir", type=Path, default=None, help="default: data/festival-<preset>")
     p.add_argument("--run-dir", type=Path, default=Path("runs/bundle"), help="checkpoints")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the model and wav go")
-    p.add_argument("--rate", type=int, default=10, help="BSP compression rate (default 10)")
+    p.add_argument("--rate", type=int, default=4, help="BSP compression rate (default 4)")
     p.add_argument("--epochs-dense", type=int, default=15)
     p.add_argument("--epochs-admm", type=int, default=4)
-    p.add_argument("--epochs-retrain", type=int, default=4)
+    p.add_argument("--epochs-retrain", type=int, default=6)
+    p.add_argument("--lr-retrain", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--corpus", args.corpus, "--corpus-dir", str(corpus_dir), "--model", "small",
         "--rows", row, "--out", str(args.run_dir), "--results-dir", str(results_dir),
         "--epochs-dense", str(args.epochs_dense), "--epochs-admm", str(args.epochs_admm),
-        "--epochs-retrain", str(args.epochs_retrain),
+        "--epochs-retrain", str(args.epochs_retrain), "--lr-retrain", str(args.lr_retrain),
     ]  # fmt: skip
     if args.threads is not None:
         rargv += ["--threads", str(args.threads)]

@@ -101,7 +101,16 @@ MODELS: dict[str, ModelChoice] = {
     "paper": ModelChoice(
         preset("paper"), 5, 32, 4, "2 x GRU 960 on 40-d fbank spliced +-5 frames (9.6M params)"
     ),
-    "small": ModelChoice(preset("small"), 0, 8, 4, "2 x GRU 128 on 40-d fbank (169k params)"),
+    # Spliced like the paper's model: column pruning of a bare 40-d input would leave each
+    # strip of the first layer 4 mel bins at 10x (measured: one-shot BSP 10x of the unspliced
+    # model kept 18% frame accuracy, vs 77% dense); 11 correlated frames prune gracefully.
+    "small": ModelChoice(
+        preset("small", input_dim=440),
+        5,
+        8,
+        4,
+        "2 x GRU 128 on 40-d fbank spliced +-5 frames (323k params)",
+    ),
     "tiny": ModelChoice(
         preset("tiny", input_dim=40, num_classes=len(PHONES39), labels=PHONES39),
         0,

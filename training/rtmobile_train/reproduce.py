@@ -35,16 +35,17 @@ and the output layer; see ``pruning.py`` for why the output layer too); biases n
 
 Model and block geometry
 ------------------------
-``--model small`` (default): 2 GRU layers of 128 units on 40-d fbank without splicing, 169k
-parameters. The paper's 9.6M-parameter model (``--model paper``: 440-d spliced input, 960 units)
-costs about 60x the compute per frame; on the two CPU cores this project is developed on a
-single epoch of it over the 4.2 h training set takes hours, so the ~140 training epochs of a
-sweep would take weeks. ``--model paper`` (with ``--device cuda`` where torch sees a GPU) is
-there for users with the time or the hardware; nothing else changes.
+``--model small`` (default): 2 GRU layers of 128 units on 40-d fbank spliced +-5 frames (440-d
+input, like the paper's model), 323k parameters. Without splicing, column pruning leaves each
+strip of the first layer a handful of the 40 mel bins (4 at 10x) and the pruned model is
+nearly blind. The paper's 9.6M-parameter model (``--model paper``: 440-d spliced input, 960
+units) costs about 30x the compute per frame of ``small``; on two CPU cores a sweep of it takes
+weeks. ``--model paper`` (with ``--device cuda`` where torch sees a GPU) is there for users with
+the time or the hardware; nothing else changes.
 BSP blocks (Num_r strips x Num_c column blocks): the paper's mobile limits are Num_r <= 32,
-Num_c <= 4 for 2880-row matrices (strips of 90 rows). The small model's matrices are 384 x 40,
+Num_c <= 4 for 2880-row matrices (strips of 90 rows). The small model's matrices are 384 x 440,
 384 x 128 and 39 x 128, so it uses Num_r = 8 (strips of 48 rows; the 39-row output layer gets
-strips of 4-5 rows), Num_c = 4 (column blocks of 10 or 32); ``paper`` uses 32 x 4 and ``tiny``
+strips of 4-5 rows), Num_c = 4 (column blocks of 110 or 32); ``paper`` uses 32 x 4 and ``tiny``
 (tests) 4 x 2. BBS uses 4 banks per row. ``--num-r``/``--num-c``/``--num-banks`` override.
 
 Resuming
@@ -57,18 +58,16 @@ a half-finished one from its last checkpoint. A row whose settings changed (e.g.
 dense training) is refused: pass another ``--out``. ``--rows bsp-*,bbs-8x`` runs a subset; the
 table always shows every finished row of the run folder.
 
-Wall time (measured on this project's 2-core AMD EPYC, torch 2.13 CPU, 2 threads)
--------------------------------------------------------------------------------
-Timing sample: 300 utterances of the ``default`` preset (20.4 min of audio, 122,366 frames),
-small model, batch 16: one dense training epoch 29.4 s, one ADMM epoch 30.5 s, one masked
-retraining epoch 29.3 s (about 4,100 frames/s), evaluation 1.9 s per 100 utterances; corpus
-synthesis 0.55 s per utterance with 2 workers, features 0.01 s per utterance.
-Scaled to the full default sweep (3600 training utterances, 4.2 h of audio, so 12x the
-sample per epoch, about 6 min per epoch; dense 20 epochs + 11 pruned rows x (8 ADMM + 8
-retraining epochs) = 196 epochs, plus per-epoch dev scoring and the final evaluations):
-corpus synthesis ~45 min (once), features ~1 min (once), training ~20 h; about **21 hours**
-in all. Halving ``--epochs-admm``/``--epochs-retrain`` halves the rows' share (~18 of the 20
-hours); ``--rows`` splits the sweep over several sessions.
+Wall time (measured 2026-11-23 on a 2-core Intel Xeon, torch 2.13 CPU, 2 threads)
+---------------------------------------------------------------------------------
+Corpus synthesis: the ``default`` preset's 4800 utterances in 12 min with 2 workers (the
+``small`` preset's 1600 in 2.3 min); features about 120 utterances/s. Training the ``small``
+model (batch 16): 16 s per epoch over the ``small`` preset's 1.37 h of audio (about 31,000
+frames/s), the same for ADMM and masked retraining, so about 48 s per epoch over the
+``default`` preset's 4.1 h. The full default sweep (dense 20 epochs + 11 pruned rows x (8 ADMM
++ 8 retraining epochs) = 196 epochs, plus per-epoch dev scoring and the final evaluations) is
+about 3 hours of training; ``--rows`` splits it over several runs. Never run two trainings at
+once on two cores: torch's spinning worker threads then made an epoch 10x slower (168 s).
 """
 
 from __future__ import annotations
@@ -819,7 +818,8 @@ def render_table(results: Mapping[str, Any]) -> str:
         '≤ +0.1, 19x ≤ +0.5, 43x ≤ +1.5 PER points over our dense baseline. "Paper" is the '
         "PER degradation the paper reports on TIMIT with its 9.6M model (ESE, BBS: as quoted "
         "in the paper, over their own baselines).  ",
-        "PER: greedy (argmax, collapse repeats) decoding of the frame-wise GRU, scored on the "
+        "PER: greedy decoding (argmax, runs under 3 frames dropped, repeats collapsed) of "
+        "the frame-wise GRU, scored on the "
         "39 folded phones with silence kept (Kaldi TIMIT convention); Δ = PER(pruned) - "
         "PER(dense), in percentage points. Held-out = a voice never seen in training "
         "(the TIMIT analogue of unseen test speakers).  ",

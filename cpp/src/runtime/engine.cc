@@ -14,6 +14,11 @@ namespace {
 
 constexpr size_t kDefaultChunkFrames = 64;  // frames per internal chunk (bounds memory)
 constexpr size_t kDefaultFrameTile = 16;    // frames per SpMM call (gathered inputs in L1/L2)
+// A chunk whose multiply-adds (frames x stored weights) are fewer than this runs every
+// thread's share on the calling thread, in thread order: waking the pool and two barriers per
+// frame cost more than they save. Measured (2-core Xeon, 2-layer GRU 440/960, streaming): two
+// threads beat one at 223k weights per frame and lost at 120k and below (32 vs 27 us at 120k).
+constexpr uint64_t kSerialMacs = 160000;
 constexpr int kMaxThreads = 256;
 
 size_t resolve_count(int value, size_t fallback, int max, const char* name) {
@@ -140,6 +145,7 @@ Engine::Engine(ModelBytes bytes, const SessionOptions& options)
     info_.bias_params += view_.biases[id].length;
     info_.matrices.push_back(mi);
   }
+  macs_per_frame_ = info_.stored_weights;
   info_.compression_rate =
       info_.stored_weights == 0
           ? INFINITY
@@ -202,29 +208,39 @@ void Engine::process(RecurrentState& state, const float* frames, size_t num_fram
       x = dst;
     }
     float* out = logits + c0 * view_.output_dim;
-    pool_.run([&](int tid) { run_chunk(tid, state, x, n, out); });
+    if (pool_.size() > 1 && n * macs_per_frame_ < kSerialMacs) {
+      run_chunk(Shares{0, pool_.size(), false}, state, x, n, out);
+    } else {
+      pool_.run([&](int tid) { run_chunk(Shares{tid, tid + 1, true}, state, x, n, out); });
+    }
   }
   state.frames += num_frames;
 }
 
-void Engine::run_chunk(int tid, RecurrentState& state, const float* in, size_t frames,
-                       float* logits) {
+void Engine::sync(const Shares& shares) {
+  if (shares.sync) pool_.barrier();
+}
+
+void Engine::run_chunk(const Shares& shares, RecurrentState& state, const float* in,
+                       size_t frames, float* logits) {
   for (size_t l = 0; l < layers_.size(); ++l) {
     float* out = seq_[l % 2].data();
-    run_layer(tid, l, state, in, frames, out);
+    run_layer(shares, l, state, in, frames, out);
     in = out;
   }
   // The last layer's final barrier has made its whole output sequence visible.
   const size_t hidden = layers_.back().hidden;
   const size_t out_dim = view_.output_dim;
-  MatrixScratch& s = scratch_[static_cast<size_t>(tid)];
-  for (size_t t0 = 0; t0 < frames; t0 += frame_tile_)
-    output_->gemm(*kernels_, tid, in + t0 * hidden, hidden, std::min(frame_tile_, frames - t0),
-                  logits + t0 * out_dim, out_dim, s);
+  for (int tid = shares.begin; tid < shares.end; ++tid) {
+    MatrixScratch& s = scratch_[static_cast<size_t>(tid)];
+    for (size_t t0 = 0; t0 < frames; t0 += frame_tile_)
+      output_->gemm(*kernels_, tid, in + t0 * hidden, hidden, std::min(frame_tile_, frames - t0),
+                    logits + t0 * out_dim, out_dim, s);
+  }
 }
 
-void Engine::run_layer(int tid, size_t index, RecurrentState& state, const float* in,
-                       size_t frames, float* out_seq) {
+void Engine::run_layer(const Shares& shares, size_t index, RecurrentState& state,
+                       const float* in, size_t frames, float* out_seq) {
   const Layer& layer = layers_[index];
   const size_t hidden = layer.hidden;
   const size_t gate_rows = size_t{gate_count(view_.kind)} * hidden;
@@ -233,17 +249,22 @@ void Engine::run_layer(int tid, size_t index, RecurrentState& state, const float
   float* h0 = state.h[index].data();
   float* cell = view_.kind == ModelKind::kLstm ? state.c[index].data() : nullptr;
   const KernelTable& k = *kernels_;
-  MatrixScratch& s = scratch_[static_cast<size_t>(tid)];
-  for (size_t t0 = 0; t0 < frames; t0 += frame_tile_)
-    layer.w_ih->gemm(k, tid, in + t0 * layer.in_dim, layer.in_dim,
-                     std::min(frame_tile_, frames - t0), gi + t0 * gate_rows, gate_rows, s);
-  pool_.barrier();
-  const auto [a, b] = hidden_range(tid, pool_.size(), hidden);
+  const int threads = pool_.size();
+  for (int tid = shares.begin; tid < shares.end; ++tid) {
+    MatrixScratch& s = scratch_[static_cast<size_t>(tid)];
+    for (size_t t0 = 0; t0 < frames; t0 += frame_tile_)
+      layer.w_ih->gemm(k, tid, in + t0 * layer.in_dim, layer.in_dim,
+                       std::min(frame_tile_, frames - t0), gi + t0 * gate_rows, gate_rows, s);
+  }
+  sync(shares);
   for (size_t t = 0; t < frames; ++t) {
     const float* h_prev = t == 0 ? h0 : out_seq + (t - 1) * hidden;
-    layer.w_hh->gemv(k, tid, h_prev, gh, s);
-    pool_.barrier();
-    if (b > a) {
+    for (int tid = shares.begin; tid < shares.end; ++tid)
+      layer.w_hh->gemv(k, tid, h_prev, gh, scratch_[static_cast<size_t>(tid)]);
+    sync(shares);
+    for (int tid = shares.begin; tid < shares.end; ++tid) {
+      const auto [a, b] = hidden_range(tid, threads, hidden);
+      if (b <= a) continue;
       if (cell == nullptr)
         k.gru_gates(b - a, hidden, gi + t * gate_rows + a, gh + a, h_prev + a,
                     out_seq + t * hidden + a);
@@ -251,10 +272,13 @@ void Engine::run_layer(int tid, size_t index, RecurrentState& state, const float
         k.lstm_gates(b - a, hidden, gi + t * gate_rows + a, gh + a, cell + a,
                      out_seq + t * hidden + a);
     }
-    pool_.barrier();
+    sync(shares);
   }
   // Each thread carries its own hidden units into the next chunk.
-  if (b > a) std::memcpy(h0 + a, out_seq + (frames - 1) * hidden + a, (b - a) * sizeof(float));
+  for (int tid = shares.begin; tid < shares.end; ++tid) {
+    const auto [a, b] = hidden_range(tid, threads, hidden);
+    if (b > a) std::memcpy(h0 + a, out_seq + (frames - 1) * hidden + a, (b - a) * sizeof(float));
+  }
 }
 
 }  // namespace rtmobile

@@ -53,12 +53,20 @@ class Engine final : public Backend {
     std::unique_ptr<BspMatrix> w_ih, w_hh;
     uint32_t in_dim, hidden;
   };
-  // Thread tid's part of one chunk: every layer, then the output layer. One pool wake-up
-  // per chunk; barriers order the steps.
-  void run_chunk(int tid, RecurrentState& state, const float* in, size_t frames, float* logits);
-  void run_layer(int tid, size_t layer, RecurrentState& state, const float* in, size_t frames,
-                 float* out_seq);
-
+  // Which threads' shares of the work a call runs: one thread's, inside the pool (sync:
+  // barriers between the steps), or all of them in thread order on the calling thread (no
+  // barriers; the same arithmetic, so the same bits).
+  struct Shares {
+    int begin, end;
+    bool sync;
+  };
+  void sync(const Shares& shares);
+  // One chunk: every layer, then the output layer. In the pool: one wake-up per chunk;
+  // barriers order the steps.
+  void run_chunk(const Shares& shares, RecurrentState& state, const float* in, size_t frames,
+                 float* logits);
+  void run_layer(const Shares& shares, size_t layer, RecurrentState& state, const float* in,
+                 size_t frames, float* out_seq);
   ModelBytes bytes_;
   ModelView view_;
   size_t chunk_frames_, frame_tile_;
@@ -71,6 +79,7 @@ class Engine final : public Backend {
   std::vector<MatrixScratch> scratch_;  // per thread
   std::mutex mutex_;
   ModelInfo info_;
+  uint64_t macs_per_frame_ = 0;  // stored weights of every matrix: multiply-adds per frame
 };
 
 }  // namespace rtmobile

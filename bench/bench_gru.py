@@ -35,13 +35,18 @@ thread count, start rotated every repeat) so that ratios come from the same time
 tables quote medians. A case whose sample would exceed ``--max-sample-seconds`` is timed on
 fewer frames (the "frames" column of the all-engines table says how many).
 
-Roofline: bench/cpp/roofline.cc (built here with cmake + ninja, -O3 -march=native) measures a
-STREAM-like triad (DRAM: 3 x ``--triad-mb`` MB arrays; also working sets sized for this CPU's
-L2 and L3) and the FMA peak, at each thread count. Bound = min(peak, bandwidth x intensity),
-intensity = 2 x nonzeros / bytes of weights + indices read per frame. "% DRAM roofline" uses
-the DRAM triad; "% cache roofline" uses the bandwidth of the smallest cache level that holds
-the weights (<= 75% of t x L2, then of L3). Offline engines that batch the input projections
-read W_ih and W_out less than once per frame and may exceed either bound.
+Roofline (a read-stream roofline): bench/cpp/roofline.cc (built here with cmake + ninja, -O3
+-march=native) measures a read-only stream (the sum of one array, 4 concurrent streams per
+thread) and, for reference, a STREAM-like triad, each over the same working sets (DRAM:
+3 x ``--triad-mb`` MB; also working sets sized for this CPU's L2 and L3), and the FMA peak, at
+each thread count. The kernels only read their weights, and a read stream runs at or above the
+triad (no stores, no uncounted write-allocate traffic), so the triad is no bound for them:
+bound = min(peak, read bandwidth x intensity), intensity = 2 x nonzeros / bytes of weights +
+indices read per frame. "% DRAM read-stream roofline" uses the DRAM read stream; "% cache
+read-stream roofline" uses the read stream of the smallest cache level that holds the weights
+(<= 75% of t x L2, then of L3). A % over 100 is printed with the level whose bandwidth made its
+bound: the weights came from a faster level, or an offline engine that batches the input
+projections read W_ih and W_out less than once per frame.
 
 Outputs (``--out``): table2.md, fig4.png, results.json (all raw samples).
 
@@ -743,11 +748,16 @@ def verify(cases: list[Case], model: DenseModel, frames: np.ndarray) -> dict[str
 
 @dataclass
 class Roofline:
-    """Measured peak and bandwidths per thread count, and the cache capacities used."""
+    """Measured peak and bandwidths per thread count, and the cache capacities used.
+
+    ``bw`` is the read-stream bandwidth per level, the memory roof (the kernels only read their
+    weights); ``triad`` the STREAM-like triad per level, reported for reference only.
+    """
 
     peak: dict[int, float]
     peak_isa: dict[int, str]
     bw: dict[int, dict[str, float]]
+    triad: dict[int, dict[str, float]]
     l2_bytes: int
     l3_bytes: int
     raw: list[dict[str, Any]]
@@ -761,8 +771,13 @@ class Roofline:
         return "dram"
 
     def bound(self, flops: float, nbytes: int, threads: int, level: str) -> float:
-        """GFLOP/s bound: min(peak, bandwidth x arithmetic intensity)."""
+        """GFLOP/s bound: min(peak, read bandwidth of `level` x arithmetic intensity)."""
         return min(self.peak[threads], self.bw[threads][level] * flops / max(1, nbytes))
+
+    def limit(self, flops: float, nbytes: int, threads: int, level: str) -> str:
+        """What made bound(): `level` (its read bandwidth) or "FMA peak"."""
+        memory = self.bw[threads][level] * flops / max(1, nbytes)
+        return level if memory <= self.peak[threads] else "FMA peak"
 
 
 def cache_sizes() -> tuple[int, int]:
@@ -827,7 +842,10 @@ def build_roofline(build_dir: Path, log: Callable[[str], None]) -> Path:
 def measure_roofline(
     args: argparse.Namespace, threads: Sequence[int], log: Callable[[str], None]
 ) -> Roofline | None:
-    """Run the probe at each thread count; None (with a warning) if it cannot be built."""
+    """Run the probe at each thread count; None (with a warning) if it cannot be built.
+
+    The memory roof is the probe's read stream; its triad is kept for reference.
+    """
     if args.roofline == "off":
         return None
     build_dir = args.build_dir or BENCH_DIR / "build" / f"roofline-{cpu_tag()}"
@@ -850,6 +868,7 @@ def measure_roofline(
     peak: dict[int, float] = {}
     isa: dict[int, str] = {}
     bw: dict[int, dict[str, float]] = {}
+    triad: dict[int, dict[str, float]] = {}
     raw: list[dict[str, Any]] = []
     for t in threads:
         levels: list[tuple[str, int]] = []
@@ -874,22 +893,30 @@ def measure_roofline(
         if p.returncode != 0:
             raise fail(f"{shlex.join(cmd)} exited {p.returncode}: {p.stderr}")
         lines = [json.loads(s) for s in p.stdout.splitlines() if s.strip()]
-        triads = [d for d in lines if d["kind"] == "triad"]
         names = ["dram", *(n for n, _ in levels)]
-        bw[t] = {}
-        for name, d in zip(names, triads, strict=True):
-            d["name"] = name
-            bw[t][name] = float(d["gbs"])
+        for kind, out in (("read", bw), ("triad", triad)):
+            got = [d for d in lines if d["kind"] == kind]
+            if len(got) != len(names):
+                raise fail(
+                    f"{shlex.join(cmd)} printed {len(got)} {kind} lines for {len(names)} "
+                    f"levels ({', '.join(names)}); is {exe} out of date?"
+                )
+            out[t] = {}
+            for name, d in zip(names, got, strict=True):
+                d["name"] = name
+                out[t][name] = float(d["gbs"])
         fmas = [d for d in lines if d["kind"] == "fma"]
         best = max(fmas, key=lambda d: float(d["gflops"]))
         peak[t], isa[t] = float(best["gflops"]), str(best["isa"])
         raw += lines
         log(
-            f"roofline t={t}: "
-            + ", ".join(f"{k} {v:.1f} GB/s" for k, v in bw[t].items())
-            + f", FMA peak {peak[t]:.1f} GFLOP/s ({isa[t]})"
+            f"roofline t={t}: read "
+            + ", ".join(f"{k} {v:.1f}" for k, v in bw[t].items())
+            + " GB/s (triad "
+            + ", ".join(f"{k} {v:.1f}" for k, v in triad[t].items())
+            + f" GB/s), FMA peak {peak[t]:.1f} GFLOP/s ({isa[t]})"
         )
-    return Roofline(peak, isa, bw, l2, l3, raw, compiler)
+    return Roofline(peak, isa, bw, triad, l2, l3, raw, compiler)
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -974,10 +1001,32 @@ def gflops(nonzeros: int, us: float | None) -> float | None:
     return None if us is None else 2.0 * nonzeros / (us * 1e3)
 
 
+def fmt_pct(p: float | None, limit: str, always: bool = False) -> str:
+    """A % of roofline, with what made its bound (`limit`) when over 100 or `always`."""
+    if p is None:
+        return "n/a"
+    text = f"{p:.0f}"
+    return f"{text} ({limit})" if always or float(text) > 100.0 else text
+
+
+def roofline_limits(roof: Roofline | None, c: Case, level: str) -> tuple[str, str]:
+    """What made the DRAM and the cache-aware bounds of roofline_cols: a level or FMA peak."""
+    if roof is None or c.threads not in roof.peak:
+        return "n/a", "n/a"
+    flops = 2.0 * c.nonzeros
+    return (
+        roof.limit(flops, c.bytes_per_frame, c.threads, "dram"),
+        roof.limit(flops, c.bytes_per_frame, c.threads, level),
+    )
+
+
 def roofline_cols(
     roof: Roofline | None, c: Case, us: float | None
 ) -> tuple[float | None, float | None, str, float | None, float | None]:
-    """(DRAM bound, % of it, cache level, cache-aware bound, % of it) for one case."""
+    """(DRAM bound, % of it, cache level, cache-aware bound, % of it) for one case.
+
+    Bounds are GFLOP/s of the read-stream roofline: min(FMA peak, read bandwidth x intensity).
+    """
     if roof is None or us is None or c.threads not in roof.peak:
         return None, None, "n/a", None, None
     flops = 2.0 * c.nonzeros
@@ -1045,11 +1094,16 @@ def render_table(
         parts = []
         for t in sorted(roof.peak):
             bws = ", ".join(f"{k} {val:.1f}" for k, val in roof.bw[t].items())
+            tri = ", ".join(f"{k} {val:.1f}" for k, val in roof.triad[t].items())
             parts.append(
-                f"{t} thread(s): triad {bws} GB/s, FMA peak {roof.peak[t]:.1f} GFLOP/s "
-                f"({roof.peak_isa[t]})"
+                f"{t} thread(s): read {bws} GB/s, FMA peak {roof.peak[t]:.1f} GFLOP/s "
+                f"({roof.peak_isa[t]}); triad {tri} GB/s"
             )
-        w(f"* Roofline probe ({roof.compiler or 'c++'}, -O3 -march=native): " + "; ".join(parts))
+        w(
+            f"* Roofline probe ({roof.compiler or 'c++'}, -O3 -march=native): "
+            + "; ".join(parts)
+            + ". The read stream is the memory roof; the triad is for reference only."
+        )
     else:
         w("* Roofline probe: not run (n/a)")
     w("")
@@ -1075,6 +1129,16 @@ def render_table(
         "compare times and speedups with it, not GOP/s."
     )
     w("")
+    w(
+        "% read-stream roofline: bound = min(FMA peak, read-stream bandwidth x intensity), "
+        "intensity = 2 x nonzeros / bytes of weights + indices read per frame (the kernels only "
+        "read their weights, so the read stream, not the triad, is the memory roof). The DRAM "
+        "column uses the DRAM read stream; the cache column the read stream of the smallest "
+        "level holding the weights, named in parentheses. A % over 100 names the level whose "
+        "bandwidth made its bound: the weights came from a faster level, or (offline) the "
+        "batched input projections read W_ih and W_out less than once per frame."
+    )
+    w("")
     paper = args.model == "paper"
     for mode in args.modes:
         for t in args.threads:
@@ -1096,7 +1160,8 @@ def render_table(
             head = (
                 "| rate | GOP | rtmobile fp32 us | rtmobile fp16 us | scipy CSR us | torch CSR us "
                 "| GOP/s | eff. GOP/s | x torch dense | x ORT dense | x scipy CSR | x torch CSR "
-                "| x rtmobile dense | % DRAM roofline | % cache roofline |"
+                "| x rtmobile dense | % DRAM read-stream roofline "
+                "| % cache read-stream roofline |"
             )
             sep = "|--:" * 15 + "|"
             if paper:
@@ -1115,15 +1180,15 @@ def render_table(
                 eff = gflops(s.dense, us)
                 if c is not None:
                     _, p_dram, level, _, p_cache = roofline_cols(roof, c, us)
+                    lim_dram, lim_cache = roofline_limits(roof, c, level)
                 else:
-                    p_dram, level, p_cache = None, "n/a", None
-                where = f" ({level})" if p_cache is not None else ""
+                    p_dram, p_cache, lim_dram, lim_cache = None, None, "n/a", "n/a"
                 row = (
                     f"| {r:g}x | {2 * s.nonzeros / 1e9:.6f} | {fmt_us(us)} | {fmt_us(f16)} "
                     f"| {fmt_us(sc)} | {fmt_us(tc)} | {fmt_g(real)} | {fmt_g(eff)} "
                     f"| {fmt_x(med(td, mode), us)} | {fmt_x(med(od, mode), us)} "
                     f"| {fmt_x(sc, us)} | {fmt_x(tc, us)} | {fmt_x(med(rd, mode), us)} "
-                    f"| {fmt_g(p_dram, 0)} | {fmt_g(p_cache, 0)}{where} |"
+                    f"| {fmt_pct(p_dram, lim_dram)} | {fmt_pct(p_cache, lim_cache, always=True)} |"
                 )
                 if paper:
                     p = PAPER_TABLE2_CPU.get(r)
@@ -1134,18 +1199,20 @@ def render_table(
                     )
                 w(row)
             w("")
-    w("## All engines: roofline")
+    w("## All engines: read-stream roofline")
     w("")
     w(
         "Bytes = weights + indices read per frame (BSPC: values + u32 row/column indices; CSR: "
         "values + indices + row pointers; dense: 4 bytes a weight). Intensity = 2 x nonzeros / "
-        "bytes. Bound = min(FMA peak, triad bandwidth x intensity)."
+        "bytes. Bound = min(FMA peak, read-stream bandwidth x intensity), of DRAM and of the "
+        "cache level holding the weights. A % over 100 names the level whose read bandwidth "
+        "made its bound (FMA peak where the peak did)."
     )
     w("")
     w(
         "| mode | threads | engine | rate | frames | us/frame (median) | min - max | GOP/s "
-        "| eff. GOP/s | MB/frame | flop/B | DRAM bound GOP/s | % | cache level "
-        "| cache bound GOP/s | % |"
+        "| eff. GOP/s | MB/frame | flop/B | DRAM read bound GOP/s | % | cache level "
+        "| cache read bound GOP/s | % |"
     )
     w("|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|")
     for mode in args.modes:
@@ -1155,13 +1222,15 @@ def render_table(
                     continue
                 us = c.median(mode)
                 b_dram, p_dram, level, b_cache, p_cache = roofline_cols(roof, c, us)
+                lim_dram, lim_cache = roofline_limits(roof, c, level)
                 w(
                     f"| {mode} | {t} | {LABEL[c.engine]} | {c.rate:g}x | {c.frames[mode]} "
                     f"| {fmt_us(us)} | {fmt_us(min(c.samples[mode]))} - "
                     f"{fmt_us(max(c.samples[mode]))} | {fmt_g(gflops(c.nonzeros, us))} "
                     f"| {fmt_g(gflops(c.dense_params, us))} | {c.bytes_per_frame / 1e6:.3f} "
                     f"| {2 * c.nonzeros / c.bytes_per_frame:.3f} | {fmt_g(b_dram)} "
-                    f"| {fmt_g(p_dram, 0)} | {level} | {fmt_g(b_cache)} | {fmt_g(p_cache, 0)} |"
+                    f"| {fmt_pct(p_dram, lim_dram)} | {level} | {fmt_g(b_cache)} "
+                    f"| {fmt_pct(p_cache, lim_cache)} |"
                 )
     w("")
     return "\n".join(out)
@@ -1403,13 +1472,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--triad-mb",
         type=float,
         default=None,
-        help=f"MB per triad array for the DRAM bandwidth, three arrays {dflt('triad_mb')}",
+        help="MB per triad array for the DRAM bandwidth, three arrays; the read stream "
+        f"reads one array of the same 3 x MB {dflt('triad_mb')}",
     )
     p.add_argument(
         "--roofline-reps",
         type=int,
         default=None,
-        help=f"best-of repeats of the triad and FMA timings {dflt('roofline_reps')}",
+        help=f"best-of repeats of the read, triad and FMA timings {dflt('roofline_reps')}",
     )
     p.add_argument(
         "--fma-ms",
@@ -1567,7 +1637,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else {
             "peak_gflops": roof.peak,
             "peak_isa": roof.peak_isa,
+            "memory_roof": "read",
             "bandwidth_gbs": roof.bw,
+            "triad_gbs": roof.triad,
             "l2_bytes": roof.l2_bytes,
             "l3_bytes": roof.l3_bytes,
             "compiler": roof.compiler,

@@ -79,7 +79,10 @@ def test_table_has_every_row(smoke_out: Path) -> None:
             assert all(len(_cells(r)) == width for r in rows)
             # rtmobile fp32 us/frame is a positive number in every row.
             assert all(float(_cells(r)[2]) > 0 for r in rows)
-    engine_rows = sections["All engines: roofline"]
+    # The memory roof is the read stream (the kernels only read weights), not the triad.
+    roof_head = "| % DRAM read-stream roofline | % cache read-stream roofline |"
+    assert table.count(roof_head) == 2 * len(THREADS)
+    engine_rows = sections["All engines: read-stream roofline"]
     # Dense peers once per thread count, rtmobile fp32 + CSR x2 per rate, fp16 at both rates.
     per_mode_threads = 2 + len(RATES) * 4
     assert len(engine_rows) == 2 * len(THREADS) * per_mode_threads
@@ -102,6 +105,26 @@ def test_results_json_is_complete(smoke_out: Path) -> None:
             assert all(math.isfinite(s) and s > 0 for s in samples), case["case"]
     assert len(results["summary"]) == 2 * len(results["cases"])
     assert all(abs(e) <= 2e-2 for e in results["meta"]["verify_max_abs_diff"].values())
+
+
+@pytest.mark.slow
+def test_roofline_is_read_stream(smoke_out: Path) -> None:
+    roof = json.loads((smoke_out / "results.json").read_text())["roofline"]
+    if roof is None:
+        pytest.skip("roofline probe not built here (cmake/ninja/compiler missing)")
+    assert roof["memory_roof"] == "read"
+    for t in THREADS:
+        read, triad = roof["bandwidth_gbs"][str(t)], roof["triad_gbs"][str(t)]
+        assert "dram" in read and read.keys() == triad.keys()
+        assert all(v > 0 for v in (*read.values(), *triad.values()))
+    # Per thread count and level, one read line over the same working set as the triad's.
+    lines = {(d["kind"], d["threads"], d["level"]): d for d in roof["raw"] if "level" in d}
+    triads = {k[1:]: d for k, d in lines.items() if k[0] == "triad"}
+    reads = {k[1:]: d for k, d in lines.items() if k[0] == "read"}
+    assert reads.keys() == triads.keys() and {t for t, _ in reads} == set(THREADS)
+    for key, d in reads.items():
+        assert d["working_set_bytes"] == triads[key]["working_set_bytes"] > 0
+        assert d["gbs"] == max(d["samples_gbs"]) > 0
 
 
 @pytest.mark.slow

@@ -1,19 +1,27 @@
-// Roofline probe for bench/bench_gru.py: this machine's memory bandwidth (STREAM-like triad)
-// and single-precision FMA peak, each with 1..N threads. Python cannot measure either honestly
-// (interpreter overhead, no control over vector width), so this is a tiny C++ program built
-// with -O3 -march=native.
+// Roofline probe for bench/bench_gru.py: this machine's memory bandwidth (a read-only stream,
+// and a STREAM-like triad for reference) and single-precision FMA peak, each with 1..N threads.
+// Python cannot measure either honestly (interpreter overhead, no control over vector width),
+// so this is a tiny C++ program built with -O3 -march=native.
 //
 //   roofline --threads 1,2 --dram-mb 64 --cache-kb 1024,16384 --reps 10 --fma-ms 200
 //
 // Output: one JSON object per line on stdout.
 //   {"kind":"triad","level":"dram"|"<kb>kb","threads":T,"working_set_bytes":..,
 //    "gbs":best,"samples_gbs":[..]}
+//   {"kind":"read","level":"dram"|"<kb>kb","threads":T,"working_set_bytes":..,
+//    "isa":"avx512"|"avx2"|"scalar","gbs":best,"samples_gbs":[..]}
 //   {"kind":"fma","isa":"avx512"|"avx2"|"scalar","threads":T,"gflops":best,"samples_gflops":[..]}
 //
 // Triad: a[i] = b[i] + s * c[i] over doubles; bytes counted as STREAM does (2 reads + 1 write
 // per element, no write-allocate traffic). "dram" uses three arrays of --dram-mb MB each (keep
 // them well beyond the last-level cache); each --cache-kb value is a total working set (all
 // three arrays, all threads) for a cache-resident bandwidth, swept many passes per timing.
+// Read: the sum of one array of doubles holding the same working set as the triad at each level
+// (3 x --dram-mb MB for "dram"), read as 4 concurrent streams per thread with independent vector
+// accumulators so that the loads, not the add latency, limit it. A GEMV only reads its weights;
+// a pure read stream has no stores to share the bus with and none of the write-allocate reads
+// the triad does not count, so it runs at or above the triad, and the triad is no bound for a
+// GEMV: bench_gru.py takes the read bandwidth as the memory roof.
 // FMA: independent accumulator chains (enough to cover FMA latency x throughput) of the widest
 // vectors the build targets; flops = 2 x lanes x chains x iterations per thread.
 // Every timing is the best of --reps; worker 0 is the main thread, so T threads use T cores.
@@ -172,6 +180,110 @@ std::vector<double> triad(size_t n, int threads, int reps, double& checksum) {
   return out;
 }
 
+// Sum of p[0..n) with Chains independent accumulators of the widest vectors the build targets:
+// one chain would wait out the add latency on every load; Chains >= latency x adds per cycle keeps
+// the loads the limit. No -ffast-math, so without the intrinsics the compiler could not
+// reassociate (vectorize) a plain double sum.
+// The array is read as Streams contiguous parts in lockstep, Chains / Streams accumulators each:
+// the hardware prefetchers follow each stream separately, and one stream leaves a core with too
+// few misses in flight to reach the bandwidth (here 17 GB/s from one stream, 24 from four, over
+// 192 MB), while a GEMV reads several weight rows at once.
+template <typename V, int Lanes, int Chains, int Streams, V (*Zero)(), V (*Load)(const double*),
+          V (*Add)(V, V)>
+double sum_streams(const double* p, size_t n) {
+  static_assert(Chains % Streams == 0, "every stream gets the same number of accumulators");
+  constexpr int per = Chains / Streams;
+  constexpr size_t step = static_cast<size_t>(Lanes) * per;  // doubles per stream per iteration
+  // Stream starts on whole steps and whole cache lines (8 doubles): no split loads.
+  constexpr size_t unit = step % 8 == 0 ? step : step * 8;
+  const size_t m = n / Streams / unit * unit;
+  V acc[Chains];
+  for (int k = 0; k < Chains; ++k) acc[k] = Zero();
+  for (size_t i = 0; i < m; i += step) {
+#pragma GCC unroll 32
+    for (int s = 0; s < Streams; ++s) {
+#pragma GCC unroll 32
+      for (int k = 0; k < per; ++k)
+        acc[s * per + k] = Add(acc[s * per + k], Load(p + s * m + i + k * Lanes));
+    }
+  }
+  alignas(64) double v[Chains * Lanes];
+  std::memcpy(v, acc, sizeof acc);
+  double r = 0;
+  for (double d : v) r += d;
+  for (size_t i = Streams * m; i < n; ++i) r += p[i];
+  return r;
+}
+
+#if defined(__AVX512F__)
+__m512d zero_512d() { return _mm512_setzero_pd(); }
+__m512d load_512d(const double* p) { return _mm512_loadu_pd(p); }
+__m512d add_512d(__m512d a, __m512d b) { return _mm512_add_pd(a, b); }
+#elif defined(__AVX2__)
+__m256d zero_256d() { return _mm256_setzero_pd(); }
+__m256d load_256d(const double* p) { return _mm256_loadu_pd(p); }
+__m256d add_256d(__m256d a, __m256d b) { return _mm256_add_pd(a, b); }
+#else
+double zero_scalar() { return 0.0; }
+double load_scalar(const double* p) { return *p; }
+double add_scalar(double a, double b) { return a + b; }
+#endif
+
+struct ReadKernel {
+  const char* isa;
+  double (*run)(const double*, size_t);
+};
+
+// Only the widest ISA: unlike the FMA peak, the bandwidth does not depend on the vector width
+// once the loads are wide enough, and a second ISA would double the probe's run time.
+// Chains cover add latency (4 cycles) x 2 loads per cycle (16 zmm: with room to spare) and fit
+// the registers (32 zmm, 16 ymm); 4 streams.
+ReadKernel read_kernel() {
+#if defined(__AVX512F__)
+  return {"avx512", sum_streams<__m512d, 8, 16, 4, zero_512d, load_512d, add_512d>};
+#elif defined(__AVX2__)
+  return {"avx2", sum_streams<__m256d, 4, 8, 4, zero_256d, load_256d, add_256d>};
+#else
+  return {"scalar", sum_streams<double, 1, 8, 4, zero_scalar, load_scalar, add_scalar>};
+#endif
+}
+
+// Best-of-reps read bandwidth (GB/s) with `threads` threads summing their slices of one array
+// of n doubles.
+std::vector<double> read_stream(size_t n, int threads, int reps, double& checksum) {
+  double* x = alloc(n);
+  // Slices start on a cache line (8 doubles) so that no line is read by two threads.
+  auto lo = [&](int t) {
+    return t == threads ? n : n * static_cast<size_t>(t) / static_cast<size_t>(threads) / 8 * 8;
+  };
+  // First touch by the thread that will read each slice.
+  run_parallel(threads, [&](int t) {
+    for (size_t i = lo(t); i < lo(t + 1); ++i) x[i] = 1.0 + static_cast<double>(i % 7);
+  });
+  const ReadKernel k = read_kernel();
+  const double bytes_per_pass = sizeof(double) * static_cast<double>(n);
+  // Enough passes that one timing lasts about 20 ms even when the array sits in a cache.
+  int passes = std::max(1, static_cast<int>(20e-3 * 5e9 / bytes_per_pass));
+  std::vector<double> sink(static_cast<size_t>(threads));
+  std::vector<double> out;
+  for (int r = 0; r < reps + 1; ++r) {  // the first timing is a warm-up
+    double sec = run_parallel(threads, [&](int t) {
+      const size_t i0 = lo(t), i1 = lo(t + 1);
+      double s = 0;
+      for (int p = 0; p < passes; ++p) {
+        s += k.run(x + i0, i1 - i0);
+        // The array does not change between passes; without this the sum could be hoisted.
+        asm volatile("" ::: "memory");
+      }
+      sink[t] = s;
+    });
+    for (double s : sink) checksum += s;
+    if (r > 0) out.push_back(bytes_per_pass * passes / sec / 1e9);
+  }
+  std::free(x);
+  return out;
+}
+
 // One kernel per vector ISA the build targets; the machine's peak is the best of them.
 template <typename V, int Lanes, int Chains, V (*Set1)(float), V (*Fma)(V, V, V)>
 float fma_chains(long iters, float seed) {
@@ -280,6 +392,16 @@ int main(int argc, char** argv) {
           "\"gbs\":%.3f,\"samples_gbs\":",
           lv.name.c_str(), t, 3 * n * sizeof(double), *std::max_element(s.begin(), s.end()));
       print_samples(s);
+      std::printf("}\n");
+      std::fflush(stdout);
+      // The same working set as the triad's three arrays, in one array.
+      std::vector<double> rd = read_stream(3 * n, t, o.reps, checksum);
+      std::printf(
+          "{\"kind\":\"read\",\"level\":\"%s\",\"threads\":%d,\"working_set_bytes\":%zu,"
+          "\"isa\":\"%s\",\"gbs\":%.3f,\"samples_gbs\":",
+          lv.name.c_str(), t, 3 * n * sizeof(double), read_kernel().isa,
+          *std::max_element(rd.begin(), rd.end()));
+      print_samples(rd);
       std::printf("}\n");
       std::fflush(stdout);
     }

@@ -44,8 +44,9 @@ weeks. ``--model paper`` (with ``--device cuda`` where torch sees a GPU) is ther
 the time or the hardware; nothing else changes.
 BSP blocks (Num_r strips x Num_c column blocks): the paper's mobile limits are Num_r <= 32,
 Num_c <= 4 for 2880-row matrices (strips of 90 rows). The small model's matrices are 384 x 440,
-384 x 128 and 39 x 128, so it uses Num_r = 8 (strips of 48 rows; the 39-row output layer gets
-strips of 4-5 rows), Num_c = 4 (column blocks of 110 or 32); ``paper`` uses 32 x 4 and ``tiny``
+384 x 128 and 39 x 128, so it uses Num_r = 32 (strips of 12 rows, the same share of the rows as
+the paper's 90 of 2880; the 39-row output layer gets strips of 1-2 rows), Num_c = 4 (column
+blocks of 110 or 32); ``paper`` uses 32 x 4 and ``tiny``
 (tests) 4 x 2. BBS uses 4 banks per row. ``--num-r``/``--num-c``/``--num-banks`` override.
 
 Resuming

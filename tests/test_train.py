@@ -14,6 +14,7 @@ from torch import nn
 from rtmobile_train import bsp, bspc
 from rtmobile_train.batch import IGNORE_INDEX, Batch, as_batch, collate_frames
 from rtmobile_train.evaluate import (
+    DEFAULT_MIN_FRAMES,
     PERResult,
     collapse,
     evaluate,
@@ -341,6 +342,20 @@ def test_export_writes_masks_geometry_norm_and_labels(bsp_run, tmp_path) -> None
     export_bspc(ck.model, path2, masks=ck.masks, pruners=ck.pruners)
     assert path2.read_bytes() == data
     export_bspc(ck.model, tmp_path / "m16.bspc", masks=ck.masks, pruners=ck.pruners, dtype="f16")
+
+
+def test_export_records_the_decoder_setting(bsp_run, tmp_path) -> None:
+    """Exports carry METADATA decoder.min_frames (the PER's decoder) unless given their own;
+    the runtime's transcription and scoring read it from there."""
+    from rtmobile_rt import Session
+
+    res, _ = bsp_run
+    export_bspc(res.model, tmp_path / "a.bspc", masks=res.masks, pruners=res.pruners)
+    meta = Session(tmp_path / "a.bspc").metadata
+    assert meta["decoder"] == {"min_frames": DEFAULT_MIN_FRAMES}
+    own = {"decoder": {"min_frames": 5}, "note": "x"}
+    export_bspc(res.model, tmp_path / "b.bspc", masks=res.masks, pruners=res.pruners, metadata=own)
+    assert Session(tmp_path / "b.bspc").metadata == own
 
 
 def test_export_needs_labels_and_consistent_masks(tmp_path) -> None:

@@ -31,12 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soundfile as sf
-
 from rtmobile_train import reproduce
 from rtmobile_train.data.corpus import read_manifest
-from rtmobile_train.evaluate import DEFAULT_MIN_FRAMES
 from rtmobile_train.export import export_bspc, load_checkpoint
 from rtmobile_train.features import FbankConfig
 from rtmobile_train.workflow import evaluate_bspc
@@ -111,7 +107,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         "achieved_rate": row_json.get("achieved_rate"),
         "corpus": args.corpus,
-        "decoder": {"min_frames": DEFAULT_MIN_FRAMES},
     }
 
     def write() -> None:
@@ -152,16 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def check_streaming(model_path: Path, wav: Path) -> None:
     """Streaming in 20 ms chunks must give the phones of an offline run."""
     from rtmobile_rt import Session
-    from rtmobile_rt.transcribe import StreamingRecognizer, transcribe_offline
+    from rtmobile_rt.transcribe import StreamingRecognizer, chunks, read_audio, transcribe_offline
 
     session = Session(model_path, threads=1)
-    samples, rate = sf.read(wav, dtype="float32")
+    samples, rate = read_audio(str(wav))
     offline = [p.label for p in transcribe_offline(session, samples, rate)]
     rec = StreamingRecognizer(session)
-    streamed = []
-    step = rate // 50
-    for i in range(0, len(samples), step):
-        streamed += [p.label for p in rec.accept(np.asarray(samples[i : i + step])).phones]
+    streamed = [p.label for piece in chunks(samples, rate // 50) for p in rec.accept(piece).phones]
     streamed += [p.label for p in rec.finish().phones]
     if streamed != offline:
         raise SystemExit(f"streaming phones differ from offline ones: {streamed} vs {offline}")

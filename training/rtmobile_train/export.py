@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from rtmobile_train.bspc import LayerWeights, write_bspc
+from rtmobile_train.evaluate import DEFAULT_MIN_FRAMES
 from rtmobile_train.features import FbankConfig, FeatureSpec
 from rtmobile_train.model import GRUPhoneModel, ModelConfig
 from rtmobile_train.pruning import MaskSet, Pruner, pruner_from_dict
@@ -76,7 +77,9 @@ def export_bspc(
     labels explicitly (a BSPC file is self-contained, so "0", "1", ... would be a silent loss).
     ``fbank`` and ``context`` (left, right frames spliced around each fbank frame) say how the
     model's input is made from audio; they go to METADATA ``features`` (``FeatureSpec``), and
-    without them the file runs on frames but cannot transcribe audio. ``metadata`` adds
+    without them the file runs on frames but cannot transcribe audio. METADATA ``decoder``
+    records the greedy decoder's ``min_frames`` the model was scored with
+    (``evaluate.DEFAULT_MIN_FRAMES`` unless ``metadata`` gives its own). ``metadata`` adds
     JSON-serialisable entries of your own (the key ``features`` is reserved).
     """
     names = labels if labels is not None else model.cfg.labels
@@ -85,6 +88,7 @@ def export_bspc(
     meta = dict(metadata or {})
     if "features" in meta:
         raise ValueError("metadata key 'features' is reserved: pass features= instead")
+    meta.setdefault("decoder", {"min_frames": DEFAULT_MIN_FRAMES})
     if fbank is None and tuple(context) != (0, 0):
         raise ValueError("context= needs fbank= (the features it splices)")
     if fbank is not None:

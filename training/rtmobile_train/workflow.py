@@ -34,7 +34,6 @@ from rtmobile_train.data.corpus import read_manifest
 from rtmobile_train.data.dataset import FeatureCache
 from rtmobile_train.data.phones import PHONES39
 from rtmobile_train.evaluate import (
-    DEFAULT_MIN_FRAMES,
     PERResult,
     collapse,
     evaluate,
@@ -413,13 +412,17 @@ def runtime_per(
     session: Any, split: SplitData, context: ContextFrames, *, progress: bool = False
 ) -> PERResult:
     """PER and frame accuracy of ``split`` through an ``rtmobile_rt.Session`` (the C++ runtime),
-    scored exactly as :func:`evaluate.evaluate` scores the torch model."""
+    scored as :func:`evaluate.evaluate` scores the torch model, with the decoder's
+    ``min_frames`` the file records (METADATA ``decoder``)."""
+    from rtmobile_rt.transcribe import decoder_min_frames
+
+    min_frames = decoder_min_frames(session)
     refs, hyps = [], []
     frames = correct = 0
     for i in tqdm(range(len(split)), desc=f"PER {split.name}", unit="utt", disable=not progress,
                   leave=False):  # fmt: skip
         best = session.run(split.inputs(i, context)).argmax(-1)
-        hyps.append(collapse(best, DEFAULT_MIN_FRAMES))
+        hyps.append(collapse(best, min_frames))
         refs.append(collapse(split.labels[i]))
         frames += len(best)
         correct += int((best == split.labels[i]).sum())

@@ -222,13 +222,9 @@ TEST_CASE("run and stream give the C++ API's logits and match the float64 refere
     CHECK(rtm_stream_create(s, &st) == RTM_OK && st != nullptr);
     for (int pass = 0; pass < 2; ++pass) {
       std::vector<float> streamed(frames * out, -1.0f);
-      size_t t = 0, step = 1;
-      while (t < frames) {
-        const size_t n = std::min(step, frames - t);
+      rtm_test::push_in_growing_chunks(frames, 1, [&](size_t t, size_t n) {
         CHECK(rtm_stream_push(st, x.data() + t * in, n, streamed.data() + t * out) == RTM_OK);
-        t += n;
-        step = step * 2 + 1;
-      }
+      });
       uint64_t seen = 0;
       CHECK(rtm_stream_frames_seen(st, &seen) == RTM_OK && seen == frames);
       CHECK(streamed == logits);

@@ -63,13 +63,9 @@ TEST_CASE("run() matches the float64 reference for every ISA and thread count") 
         // Streaming in uneven chunks gives exactly the offline logits.
         auto stream = session.stream();
         std::vector<float> streamed(frames * c.output);
-        size_t t = 0, step = 1;
-        while (t < frames) {
-          const size_t n = std::min(step, frames - t);
+        rtm_test::push_in_growing_chunks(frames, 1, [&](size_t t, size_t n) {
           stream.push(x.data() + t * c.input, n, streamed.data() + t * c.output);
-          t += n;
-          step = step * 2 + 1;
-        }
+        });
         CHECK(stream.frames_seen() == frames);
         for (size_t i = 0; i < got.size(); ++i) CHECK(streamed[i] == got[i]);
         stream.reset();

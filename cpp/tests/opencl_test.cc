@@ -196,13 +196,9 @@ TEST_CASE("OpenCL streaming in uneven chunks equals run() exactly") {
     for (size_t first : {size_t{1}, size_t{5}, size_t{64}, size_t{65}}) {
       auto stream = session.stream();
       std::vector<float> streamed(frames * c.output);
-      size_t t = 0, step = first;
-      while (t < frames) {
-        const size_t n = std::min(step, frames - t);
+      rtm_test::push_in_growing_chunks(frames, first, [&](size_t t, size_t n) {
         stream.push(x.data() + t * c.input, n, streamed.data() + t * c.output);
-        t += n;
-        step = step * 2 + 1;
-      }
+      });
       CHECK(stream.frames_seen() == frames);
       CHECK(max_diff(streamed, offline) == 0.0);
     }

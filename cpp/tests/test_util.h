@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -28,6 +29,17 @@ inline int& failures() {
 struct Register {
   Register(const char* name, std::function<void()> fn) { cases().push_back({name, std::move(fn)}); }
 };
+
+// Calls push(t, n) over frames [0, frames) in chunks of first, 2 first + 1, ... frames: uneven
+// chunk sizes that cross the engine's internal chunk and tile boundaries.
+template <typename Push>
+void push_in_growing_chunks(size_t frames, size_t first, Push push) {
+  for (size_t t = 0, step = first; t < frames; step = step * 2 + 1) {
+    const size_t n = step < frames - t ? step : frames - t;
+    push(t, n);
+    t += n;
+  }
+}
 
 inline int run_all() {
   int failed_cases = 0;

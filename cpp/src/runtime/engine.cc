@@ -145,7 +145,6 @@ Engine::Engine(ModelBytes bytes, const SessionOptions& options)
     info_.bias_params += view_.biases[id].length;
     info_.matrices.push_back(mi);
   }
-  macs_per_frame_ = info_.stored_weights;
   info_.compression_rate =
       info_.stored_weights == 0
           ? INFINITY
@@ -208,7 +207,8 @@ void Engine::process(RecurrentState& state, const float* frames, size_t num_fram
       x = dst;
     }
     float* out = logits + c0 * view_.output_dim;
-    if (pool_.size() > 1 && n * macs_per_frame_ < kSerialMacs) {
+    // Multiply-adds of this chunk: every stored weight once per frame.
+    if (pool_.size() > 1 && n * info_.stored_weights < kSerialMacs) {
       run_chunk(Shares{0, pool_.size(), false}, state, x, n, out);
     } else {
       pool_.run([&](int tid) { run_chunk(Shares{tid, tid + 1, true}, state, x, n, out); });

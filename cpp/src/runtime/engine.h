@@ -79,7 +79,6 @@ class Engine final : public Backend {
   std::vector<MatrixScratch> scratch_;  // per thread
   std::mutex mutex_;
   ModelInfo info_;
-  uint64_t macs_per_frame_ = 0;  // stored weights of every matrix: multiply-adds per frame
 };
 
 }  // namespace rtmobile

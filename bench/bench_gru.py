@@ -212,32 +212,24 @@ class Split:
 
 
 class _RowProfile:
-    """nnz of one matrix as a function of the step-2 keep count, for a fixed column mask.
+    """nnz of one matrix as a function of the step-2 row sparsity, for a fixed column mask.
 
-    Step 2's row ranking does not depend on the row sparsity, so the nonzero count for any
-    keep count k is a prefix sum; calibrating the row rate then costs no extra mask passes.
+    Step 2's row ranking does not depend on the row sparsity, so ``bsp.kept_by_row_keep`` gives
+    the nonzeros for every keep count at once; calibrating the row rate then costs no extra mask
+    passes.
     """
 
     def __init__(self, w: np.ndarray, col_sparsity: float) -> None:
-        from rtmobile_train.bsp import block_bounds, bsp_step_masks
+        from rtmobile_train.bsp import kept_by_row_keep
 
         num_r, num_c = blocks_for(w.shape)
-        mask1, _ = bsp_step_masks(w, num_r, num_c, col_sparsity, 0.0)
-        sq = np.where(mask1, w.astype(np.float64) ** 2, 0.0)
-        cb = block_bounds(w.shape[1], num_c)
         self.rows = w.shape[0]
-        self.cums: list[np.ndarray] = []
-        for j in range(num_c):
-            c0, c1 = int(cb[j]), int(cb[j + 1])
-            order = np.argsort(-sq[:, c0:c1].sum(axis=1), kind="stable")
-            counts = mask1[order, c0:c1].sum(axis=1)
-            self.cums.append(np.concatenate([[0], np.cumsum(counts)]))
+        self.kept = kept_by_row_keep(w, num_r, num_c, col_sparsity)
 
     def nnz(self, row_sparsity: float) -> int:
         from rtmobile_train.bsp import keep_count
 
-        k = keep_count(self.rows, row_sparsity)
-        return int(sum(int(c[k]) for c in self.cums))
+        return int(self.kept[keep_count(self.rows, row_sparsity)])
 
 
 def make_split(model: DenseModel, rate: float, calibrate: bool) -> tuple[Split, dict[str, Any]]:

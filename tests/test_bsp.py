@@ -381,3 +381,28 @@ def test_random_bsp_matrix_errors(kw, exc, match) -> None:
     }
     with pytest.raises(exc, match=match):
         bsp.random_bsp_matrix(**args)
+
+
+@pytest.mark.parametrize(("rows", "cols", "num_r", "num_c", "col_sparsity", "_rs"), CASES)
+def test_kept_by_row_keep_is_the_mask_size_for_every_keep_count(
+    rows, cols, num_r, num_c, col_sparsity, _rs
+) -> None:
+    w = np.random.default_rng(rows * cols).standard_normal((rows, cols)).astype(np.float32)
+    kept = bsp.kept_by_row_keep(w, num_r, num_c, col_sparsity)
+    assert kept.shape == (rows + 1,) and kept[0] == 0
+    for k in range(1, rows + 1):
+        m = bsp.bsp_mask(w, num_r, num_c, col_sparsity, 1.0 - k / rows)
+        assert int(m.sum()) == int(kept[k]), f"keep {k} rows"
+
+
+def test_row_sparsity_for_rate_picks_the_nearest_keep_count() -> None:
+    w = np.random.default_rng(3).standard_normal((96, 64)).astype(np.float32)
+    kept = bsp.kept_by_row_keep(w, 8, 4, 0.75)
+    for rate in (4.0, 5.0, 7.5, 12.0, 40.0):
+        rs = bsp.row_sparsity_for_rate(w, 8, 4, 0.75, rate)
+        k = bsp.keep_count(96, rs)
+        best = min(range(1, 97), key=lambda j: (abs(kept[j] - w.size / rate), -j))
+        assert k == best, rate
+    assert bsp.row_sparsity_for_rate(w, 8, 4, 0.75, 1.0) == 0.0, "rate below the column rate"
+    with pytest.raises(ValueError, match="rate must be >= 1"):
+        bsp.row_sparsity_for_rate(w, 8, 4, 0.75, 0.5)

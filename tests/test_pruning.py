@@ -143,9 +143,57 @@ def test_bsp_check_rejects_a_non_rectangular_block_and_too_many_columns() -> Non
 
 def test_bsp_from_rate_and_geometry_errors() -> None:
     p = BSPPruner.from_rate(20.0, 8, 4, col_rate=10.0)
-    assert p.col_sparsity == pytest.approx(0.9) and p.row_sparsity == pytest.approx(0.5)
+    assert p.col_sparsity == pytest.approx(0.9) and p.row_sparsity == 0.0
+    assert p.target_rate == 20.0, "rows are pruned to the rate, not by a nominal row rate"
+    column_only = BSPPruner.from_rate(10.0, 8, 4)
+    assert column_only.target_rate is None and column_only.row_sparsity == 0.0
     with pytest.raises(ValueError, match="do not fit a 5x16 matrix"):
         p.project(np.ones((5, 16), dtype=np.float32))
+
+
+@pytest.mark.parametrize(("shape", "num_r"), [((384, 440), 32), ((384, 128), 32), ((39, 128), 32)])
+@pytest.mark.parametrize("rate", [19.0, 43.0, 103.0])
+def test_bsp_target_rate_reaches_the_rate_where_the_nominal_split_falls_short(
+    shape, num_r, rate
+) -> None:
+    w = _w(shape, 11)
+    col_s = 1.0 - 1.0 / 16.0
+    p = BSPPruner(num_r, 4, col_s, 0.0, target_rate=rate)
+    m = p.project(w)
+    p.check(m)
+    assert bsp.is_bsp_structured(m, num_r, 4)
+    kept = int(m.sum())
+    # Closest keep count: one more or one fewer row per column block cannot do better.
+    rs = p.row_sparsity_of(w)
+    k = bsp.keep_count(shape[0], rs)
+    assert np.array_equal(m, bsp.bsp_mask(w, num_r, 4, col_s, rs))
+    for other in (k - 1, k + 1):
+        if 1 <= other <= shape[0]:
+            alt = int(bsp.bsp_mask(w, num_r, 4, col_s, 1.0 - other / shape[0]).sum())
+            assert abs(alt - w.size / rate) >= abs(kept - w.size / rate)
+    nominal = bsp.bsp_mask(w, num_r, 4, col_s, 1.0 - 16.0 / rate).sum()
+    assert abs(w.size / kept - rate) <= abs(w.size / nominal - rate)
+    if shape[0] == 384:  # enough rows for a fine keep count
+        assert w.size / kept == pytest.approx(rate, rel=0.05)
+
+
+def test_bsp_target_rate_config_round_trip_and_errors() -> None:
+    cfg = PruneConfig.for_rate("bsp", 43.0, num_r=4, num_c=2)
+    assert cfg.target_rate == 43.0 and cfg.col_sparsity == pytest.approx(1 - 1 / 16)
+    assert PruneConfig.from_dict(cfg.to_dict()) == cfg
+    fixed = PruneConfig(method="bsp", num_r=4, num_c=2, col_sparsity=0.5, row_sparsity=0.25)
+    assert "target_rate" not in fixed.to_dict(), "fixed splits keep their old dict (fingerprints)"
+    assert "target_rate" not in BSPPruner(4, 2, 0.5, 0.25).to_dict()
+    p = cfg.pruner()
+    assert pruner_from_dict(p.to_dict()) == p
+    with pytest.raises(ValueError, match="not both"):
+        BSPPruner(4, 2, 0.5, 0.25, target_rate=8.0)
+    with pytest.raises(ValueError, match="below the column rate"):
+        BSPPruner(4, 2, 0.9, 0.0, target_rate=5.0)
+    with pytest.raises(ValueError, match="finite"):
+        BSPPruner(4, 2, 0.5, 0.0, target_rate=float("inf"))
+    with pytest.raises(ValueError, match="only BSP takes a target_rate"):
+        PruneConfig(method="magnitude", target_rate=8.0)
 
 
 @pytest.mark.parametrize(
@@ -186,7 +234,13 @@ def test_make_pruners_targets_and_shape_checks() -> None:
 
 @pytest.mark.parametrize(
     "pruner",
-    [BSPPruner(4, 2, 0.5, 0.25), MagnitudePruner(0.8), RowPruner(0.5), BankBalancedPruner(0.5, 4)],
+    [
+        BSPPruner(4, 2, 0.5, 0.25),
+        BSPPruner(4, 2, 0.5, 0.0, target_rate=6.0),
+        MagnitudePruner(0.8),
+        RowPruner(0.5),
+        BankBalancedPruner(0.5, 4),
+    ],
 )
 def test_pruner_dict_round_trip(pruner: Pruner) -> None:
     assert pruner_from_dict(pruner.to_dict()) == pruner

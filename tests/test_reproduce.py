@@ -174,6 +174,10 @@ def test_default_rows_follow_the_paper() -> None:
             assert row.col_rate == (10 if row.rate == 10 else 16)
             # column x row is the row's rate (19x: the paper's 16 x 1.25 = 20, 0.48M of 9.6M)
             assert row.nominal_rate == pytest.approx(row.rate, rel=0.06)
+            cfg = row.prune_config(32, 4, 4)
+            assert cfg is not None and cfg.col_sparsity == pytest.approx(1 - 1 / row.col_rate)
+            # Rows are pruned to the row's own rate (the nominal split falls short of it).
+            assert cfg.target_rate == (None if row.rate == row.col_rate else row.rate)
 
 
 @pytest.mark.parametrize(

@@ -233,12 +233,19 @@ class BankBalancedPruner(Pruner):
 
 @dataclass(frozen=True)
 class BSPPruner(Pruner):
-    """Block-based structured pruning (paper Algorithm 1) via ``bsp.bsp_mask``."""
+    """Block-based structured pruning (paper Algorithm 1) via ``bsp.bsp_mask``.
+
+    With ``target_rate`` set (and ``row_sparsity`` 0), every projection picks step 2's row
+    keep count that brings the matrix's compression closest to ``target_rate``
+    (``bsp.row_sparsity_for_rate``): a nominal split ``col_rate x row_rate`` falls well short
+    of its product, because step 2 also drops rows that step 1 had already emptied.
+    """
 
     num_r: int
     num_c: int
     col_sparsity: float
     row_sparsity: float
+    target_rate: float | None = None
     kind: ClassVar[str] = "bsp"
 
     def __post_init__(self) -> None:
@@ -246,14 +253,18 @@ class BSPPruner(Pruner):
         _check_count("BSPPruner.num_c", self.num_c)
         _check_sparsity("BSPPruner.col_sparsity", self.col_sparsity)
         _check_sparsity("BSPPruner.row_sparsity", self.row_sparsity)
+        _check_target_rate(self.target_rate, self.col_sparsity, self.row_sparsity)
 
     @classmethod
     def from_rate(
         cls, rate: float, num_r: int, num_c: int, col_rate: float | None = None
     ) -> BSPPruner:
-        """Pruner for a nominal compression ``rate`` (= col_rate x row_rate, paper Table I)."""
+        """Pruner for compression ``rate`` (paper Table I): columns pruned by ``col_rate``
+        (default ``rate``), rows by whatever brings each matrix to ``rate``."""
         col_s, row_s = bsp.sparsities_for_rate(rate, col_rate)
-        return cls(num_r, num_c, col_s, row_s)
+        if row_s == 0.0:
+            return cls(num_r, num_c, col_s, 0.0)
+        return cls(num_r, num_c, col_s, 0.0, target_rate=float(rate))
 
     def validate_shape(self, shape: tuple[int, int]) -> None:
         rows, cols = shape
@@ -266,7 +277,15 @@ class BSPPruner(Pruner):
     def project(self, w: np.ndarray | torch.Tensor) -> np.ndarray:
         a = _as_matrix(w)
         self.validate_shape(a.shape)
-        return bsp.bsp_mask(a, self.num_r, self.num_c, self.col_sparsity, self.row_sparsity)
+        return bsp.bsp_mask(a, self.num_r, self.num_c, self.col_sparsity, self.row_sparsity_of(a))
+
+    def row_sparsity_of(self, w: np.ndarray) -> float:
+        """Step 2's row sparsity for ``w``: fixed, or matched to ``target_rate``."""
+        if self.target_rate is None:
+            return self.row_sparsity
+        return bsp.row_sparsity_for_rate(
+            w, self.num_r, self.num_c, self.col_sparsity, self.target_rate
+        )
 
     def check(self, mask: np.ndarray) -> None:
         m = np.asarray(mask, dtype=bool)
@@ -275,7 +294,8 @@ class BSPPruner(Pruner):
             raise ValueError("BSP mask: some block's support is not a product set R x C")
         rows, cols = m.shape
         keep_c = bsp.keep_count(cols, self.col_sparsity)
-        keep_r = bsp.keep_count(rows, self.row_sparsity)
+        # With target_rate the row keep count depends on the weights it was projected from.
+        keep_r = rows if self.target_rate is not None else bsp.keep_count(rows, self.row_sparsity)
         # Step 1 keeps exactly keep_c columns per strip and step 2 keep_r rows per column
         # block; step 2 can empty a kept column (and a block with no kept column hides its
         # kept rows), so the visible counts are upper bounds.
@@ -293,6 +313,26 @@ class BSPPruner(Pruner):
     def blocks(self, shape: tuple[int, int]) -> tuple[int, int]:
         self.validate_shape(shape)
         return (self.num_r, self.num_c)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        if d["target_rate"] is None:  # keeps the dicts (and fingerprints) of fixed splits as before
+            del d["target_rate"]
+        return d
+
+
+def _check_target_rate(target_rate: float | None, col_sparsity: float, row_sparsity: float) -> None:
+    if target_rate is None:
+        return
+    if not (isinstance(target_rate, (int, float)) and math.isfinite(target_rate)):
+        raise ValueError(f"target_rate must be a finite number, got {target_rate!r}")
+    if row_sparsity != 0.0:
+        raise ValueError("give a BSP row_sparsity or a target_rate, not both")
+    if target_rate < 1.0 / (1.0 - col_sparsity) - 1e-9:
+        raise ValueError(
+            f"target_rate {target_rate:g} is below the column rate "
+            f"{1.0 / (1.0 - col_sparsity):g}: row pruning cannot lower the compression"
+        )
 
 
 PRUNERS: dict[str, type[Pruner]] = {
@@ -321,8 +361,9 @@ MAX_COL_RATE = 16.0
 class PruneConfig:
     """One pruning method for a set of matrices (names as in ``GRUPhoneModel.matrices()``).
 
-    ``method``: ``bsp`` (uses num_r, num_c, col_sparsity, row_sparsity), ``magnitude`` and
-    ``row`` (use sparsity), ``bbs`` (sparsity, num_banks). ``targets`` are fnmatch patterns.
+    ``method``: ``bsp`` (uses num_r, num_c, col_sparsity, and row_sparsity or target_rate:
+    see ``BSPPruner``), ``magnitude`` and ``row`` (use sparsity), ``bbs`` (sparsity,
+    num_banks). ``targets`` are fnmatch patterns.
     """
 
     method: Literal["bsp", "magnitude", "row", "bbs"] = "bsp"
@@ -333,6 +374,7 @@ class PruneConfig:
     col_sparsity: float = 0.9
     row_sparsity: float = 0.0
     num_banks: int = 4
+    target_rate: float | None = None
 
     def __post_init__(self) -> None:
         if self.method not in PRUNERS:
@@ -346,7 +388,11 @@ class PruneConfig:
 
     def pruner(self) -> Pruner:
         if self.method == "bsp":
-            return BSPPruner(self.num_r, self.num_c, self.col_sparsity, self.row_sparsity)
+            return BSPPruner(
+                self.num_r, self.num_c, self.col_sparsity, self.row_sparsity, self.target_rate
+            )
+        if self.target_rate is not None:
+            raise ValueError(f"only BSP takes a target_rate, not {self.method!r}")
         if self.method == "bbs":
             return BankBalancedPruner(self.sparsity, self.num_banks)
         return PRUNERS[self.method](self.sparsity)  # type: ignore[call-arg]
@@ -365,16 +411,18 @@ class PruneConfig:
     ) -> PruneConfig:
         """The config for a nominal compression ``rate`` (dense / kept weights).
 
-        BSP splits it into a column rate (step 1 of Algorithm 1; default ``min(rate,
-        MAX_COL_RATE)``, the paper's Table I split) and the row rate ``rate / col_rate``; the
-        other methods keep ``1/rate`` of the weights (sparsity ``1 - 1/rate``).
+        BSP prunes columns by a column rate (step 1 of Algorithm 1; default ``min(rate,
+        MAX_COL_RATE)``, the paper's Table I split) and, where that is below ``rate``, rows by
+        whatever brings each matrix to ``rate`` (``target_rate``; about ``rate / col_rate``);
+        the other methods keep ``1/rate`` of the weights (sparsity ``1 - 1/rate``).
         """
         if method == "bsp":
             col = min(rate, MAX_COL_RATE) if col_rate is None else col_rate
-            col_s, row_s = bsp.sparsities_for_rate(rate, col)
+            p = BSPPruner.from_rate(rate, num_r, num_c, col)
             return cls(
-                "bsp", targets, num_r=num_r, num_c=num_c, col_sparsity=col_s, row_sparsity=row_s
-            )
+                "bsp", targets, num_r=num_r, num_c=num_c, col_sparsity=p.col_sparsity,
+                target_rate=p.target_rate,
+            )  # fmt: skip
         if col_rate is not None:
             raise ValueError(f"only BSP splits the rate into a column rate, not {method!r}")
         if not (math.isfinite(rate) and rate >= 1):
@@ -384,6 +432,8 @@ class PruneConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["targets"] = list(self.targets)
+        if d["target_rate"] is None:  # keeps the dicts (and fingerprints) of fixed splits as before
+            del d["target_rate"]
         return d
 
     @classmethod

@@ -540,14 +540,14 @@ def train(
     "--col-rate",
     type=click.FloatRange(1),
     default=None,
-    help="BSP only: the part of --rate taken by pruning columns in each strip; the rest is "
-    "taken by rows (default: min(rate, 16)).",
+    help="BSP only: the part of --rate taken by pruning columns in each strip; rows are then "
+    "pruned until each matrix reaches --rate (default: min(rate, 16)).",
 )
 @click.option(
     "--num-r",
     type=click.IntRange(1),
     default=None,
-    help="BSP strips (row blocks) per matrix (default per model preset: paper 32, small 8, "
+    help="BSP strips (row blocks) per matrix (default per model preset: paper 32, small 32, "
     "tiny 4).",
 )
 @click.option(

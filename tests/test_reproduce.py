@@ -33,7 +33,8 @@ from rtmobile_train.reproduce import (
 )
 
 _INSTALL = "apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
-ROWS = ("dense", "bsp-4x")
+# bsp-6x-c2: columns by 2, then rows pruned until every matrix reaches 6x (target_rate).
+ROWS = ("dense", "bsp-4x", "bsp-6x-c2")
 
 
 def _args(corpus: Path, out: Path, results: Path, *extra: str) -> list[str]:
@@ -71,8 +72,11 @@ def _mtimes(run: Path) -> dict[str, int]:
 
 
 def _table_rows(md: str) -> list[list[str]]:
-    lines = [ln for ln in md.splitlines() if ln.startswith("|")]
-    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    """Cells of the first Markdown table in ``md`` (the main table; the trace table follows)."""
+    lines = md.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[start:end]]
 
 
 def test_writes_table_json_and_plot(first_run: dict[str, Path]) -> None:
@@ -87,18 +91,23 @@ def test_writes_table_json_and_plot(first_run: dict[str, Path]) -> None:
     header, sep, *body = table
     assert header[:3] == ["Method", "Target rate", "Achieved rate¹"]
     assert len(sep) == len(header) and all(len(r) == len(header) for r in body)
-    assert [r[0] for r in body] == ["dense (BSP 1x)", "BSP (ours)"]
+    assert [r[0] for r in body] == ["dense (BSP 1x)", "BSP (ours)", "BSP (ours)"]
     assert body[1][1] == "4x" and body[1][3] == "4" and body[1][4] == "1"
+    assert body[2][1] == "6x" and body[2][3] == "2"
+    assert "Training trace (dev PER" in md and "| bsp-6x-c2 |" in md
 
     raw: dict[str, Any] = json.loads((res / "table1.json").read_text())
     full: dict[str, Any] = json.loads((run / "results.json").read_text())
     assert [r["name"] for r in raw["rows"]] == list(ROWS) == [r["name"] for r in full["rows"]]
     assert "history" in full["rows"][1] and "history" not in raw["rows"][1]
-    dense, bsp = raw["rows"]
+    dense, bsp, bsp_rows = raw["rows"]
     assert dense["achieved_rate"] == 1.0 and dense["params_kept"] == dense["params_dense"]
     assert 3.5 <= bsp["achieved_rate"] <= 4.5
     assert bsp["params_kept"] * bsp["achieved_rate"] == pytest.approx(bsp["params_dense"])
     assert bsp["blocks"]["l0.w_hh"] == [4, 2]
+    # Rows pruned to the target: the tiny matrices (48 or 5 rows) allow coarse keep counts only.
+    assert 5.0 <= bsp_rows["achieved_rate"] <= 7.2
+    assert bsp_rows["row_rate"] == pytest.approx(bsp_rows["achieved_rate"] / 2)
     for row in raw["rows"]:
         for split in ("dev", "test", "test_heldout"):
             assert 0 <= row["scores"][split]["per"] < 1000

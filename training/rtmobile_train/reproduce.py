@@ -81,6 +81,7 @@ import contextlib
 import datetime
 import fnmatch
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -1219,6 +1220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(f"{row.name:15s} {METHOD_LABELS[row.method]}, {row.rate:g}x{split}")
         return 0
+    if importlib.util.find_spec("matplotlib") is None:  # fail now, not after hours of training
+        parser.error('the Table I plot needs matplotlib: pip install ".[train]" (or matplotlib)')
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("rtmobile_train").setLevel(logging.INFO)

@@ -67,11 +67,12 @@ Wall time (measured 2026-11-23 on a 2-core Intel Xeon, torch 2.13 CPU, 2 threads
 Corpus synthesis: the ``default`` preset's 4800 utterances in 12 min with 2 workers (the
 ``small`` preset's 1600 in 2.3 min); features about 120 utterances/s. Training the ``small``
 model (batch 16): 16 s per epoch over the ``small`` preset's 1.37 h of audio (about 31,000
-frames/s), the same for ADMM and masked retraining, so about 48 s per epoch over the
-``default`` preset's 4.1 h. The full default sweep (dense 20 epochs + 11 pruned rows x (8 ADMM
-+ 8 retraining epochs) = 196 epochs, plus per-epoch dev scoring and the final evaluations) is
-about 3 hours of training; ``--rows`` splits it over several runs. Never run two trainings at
-once on two cores: torch's spinning worker threads then made an epoch 10x slower (168 s).
+frames/s), the same for ADMM and masked retraining, so about 43 s per epoch over the
+``default`` preset's 4.1 h. The full default sweep (dense 12 epochs + 11 pruned rows x (4 ADMM
++ 8 retraining epochs) = 144 epochs, plus per-epoch dev scoring and the final evaluations)
+took 1.81 h of compute: 9.0-10.2 min per row, one row per invocation with ``--rows``. Never
+run two trainings at once on two cores: torch's spinning worker threads then made an epoch
+10x slower (168 s).
 """
 
 from __future__ import annotations
@@ -838,6 +839,9 @@ def render_table(results: Mapping[str, Any]) -> str:
         "(the TIMIT analogue of unseen test speakers).  ",
         rt_line,
         "",
+        "How to read these results, and why a target can be missed at this model size: "
+        "`bench/README.md`, section *Table I*.",
+        "",
         *_trace_lines(rows),
         "![PER vs compression](table1.png)",
         "",
@@ -964,7 +968,7 @@ def build_parser() -> argparse.ArgumentParser:
             "-> masked retrain), PER on seen and held-out voices, BSPC export, table and plot. "
             "Resumable: re-run the same command to continue."
         ),
-        epilog="Full sweep (about 21 h on 2 CPU cores): python -m rtmobile_train.reproduce",
+        epilog="Full sweep (about 2 h on 2 CPU cores): python -m rtmobile_train.reproduce",
     )
     g = p.add_argument_group("what to run")
     g.add_argument(

@@ -133,24 +133,28 @@ def bsp_step_masks(
     their norms on ``w * mask1``. The BSP mask is their intersection (:func:`bsp_mask`).
     """
     a = _as_matrix(w, "w")
-    rows, cols = a.shape
-    sb = strip_bounds(rows, num_r)
-    cb = block_bounds(cols, num_c)
-    keep_c = keep_count(cols, col_sparsity)
-    keep_r = keep_count(rows, row_sparsity)
-    sq = _scaled_squares(a)
-
-    mask1 = np.zeros((rows, cols), dtype=bool)
-    for i in range(len(sb) - 1):
-        r0, r1 = int(sb[i]), int(sb[i + 1])
-        mask1[r0:r1, _top_k(sq[r0:r1].sum(axis=0), keep_c)] = True
-
-    sq1 = np.where(mask1, sq, 0.0)
-    mask2 = np.zeros((rows, cols), dtype=bool)
+    mask1, sq1 = _column_step(a, num_r, col_sparsity)
+    cb = block_bounds(a.shape[1], num_c)
+    keep_r = keep_count(a.shape[0], row_sparsity)
+    mask2 = np.zeros(a.shape, dtype=bool)
     for j in range(len(cb) - 1):
         c0, c1 = int(cb[j]), int(cb[j + 1])
         mask2[_top_k(sq1[:, c0:c1].sum(axis=1), keep_r), c0:c1] = True
     return mask1, mask2
+
+
+def _column_step(a: np.ndarray, num_r: int, col_sparsity: float) -> tuple[np.ndarray, np.ndarray]:
+    """Step 1 on a validated matrix: ``(mask1, scaled squares of a * mask1)``, the latter being
+    what step 2 ranks rows on."""
+    rows, cols = a.shape
+    sb = strip_bounds(rows, num_r)
+    keep_c = keep_count(cols, col_sparsity)
+    sq = _scaled_squares(a)
+    mask1 = np.zeros((rows, cols), dtype=bool)
+    for i in range(len(sb) - 1):
+        r0, r1 = int(sb[i]), int(sb[i + 1])
+        mask1[r0:r1, _top_k(sq[r0:r1].sum(axis=0), keep_c)] = True
+    return mask1, np.where(mask1, sq, 0.0)
 
 
 def kept_by_row_keep(w: np.ndarray, num_r: int, num_c: int, col_sparsity: float) -> np.ndarray:
@@ -161,13 +165,13 @@ def kept_by_row_keep(w: np.ndarray, num_r: int, num_c: int, col_sparsity: float)
     the count is a prefix sum over that ranking: one pass gives every ``k``.
     """
     a = _as_matrix(w, "w")
-    mask1, _ = bsp_step_masks(a, num_r, num_c, col_sparsity, 0.0)
-    sq1 = np.where(mask1, _scaled_squares(a), 0.0)
+    rows = a.shape[0]
+    mask1, sq1 = _column_step(a, num_r, col_sparsity)
     cb = block_bounds(a.shape[1], num_c)
-    kept = np.zeros(a.shape[0] + 1, dtype=np.int64)
+    kept = np.zeros(rows + 1, dtype=np.int64)
     for j in range(len(cb) - 1):
         c0, c1 = int(cb[j]), int(cb[j + 1])
-        order = np.argsort(-sq1[:, c0:c1].sum(axis=1), kind="stable")  # = _top_k's order
+        order = _top_k(sq1[:, c0:c1].sum(axis=1), rows)  # step 2's full ranking
         kept[1:] += np.cumsum(mask1[order, c0:c1].sum(axis=1))
     return kept
 

@@ -264,7 +264,7 @@ class BSPPruner(Pruner):
         col_s, row_s = bsp.sparsities_for_rate(rate, col_rate)
         if row_s == 0.0:
             return cls(num_r, num_c, col_s, 0.0)
-        return cls(num_r, num_c, col_s, 0.0, target_rate=float(rate))
+        return cls(num_r, num_c, col_s, 0.0, target_rate=rate)
 
     def validate_shape(self, shape: tuple[int, int]) -> None:
         rows, cols = shape

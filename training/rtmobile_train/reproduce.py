@@ -190,24 +190,18 @@ class RowSpec:
     def nominal_rate(self) -> float:
         return self.col_rate * self.row_rate if self.method == "bsp" else self.rate
 
+    @property
+    def prunes_rows(self) -> bool:
+        """BSP with a column rate below the target: rows are pruned until it is reached."""
+        return self.method == "bsp" and self.row_rate > 1.0
+
     def prune_config(self, num_r: int, num_c: int, num_banks: int) -> PruneConfig | None:
         if self.method == "dense":
             return None
-        if self.method == "bsp":
-            # Rows are pruned to the target rate itself, not by the nominal row_rate: step 2
-            # also drops rows that step 1 emptied, so 16 x 2.7 gave 32.8x instead of 43x.
-            return PruneConfig(
-                method="bsp",
-                num_r=num_r,
-                num_c=num_c,
-                col_sparsity=1.0 - 1.0 / self.col_rate,
-                target_rate=self.rate if self.row_rate > 1.0 else None,
-            )
-        return PruneConfig(
-            method=self.method,  # type: ignore[arg-type]
-            sparsity=1.0 - 1.0 / self.rate,
-            num_banks=num_banks,
-        )
+        return PruneConfig.for_rate(
+            self.method, self.rate, col_rate=self.col_rate if self.method == "bsp" else None,
+            num_r=num_r, num_c=num_c, num_banks=num_banks,
+        )  # fmt: skip
 
 
 DEFAULT_ROWS: tuple[RowSpec, ...] = (
@@ -601,7 +595,7 @@ def _finish_row(
     row_rate = None
     if row.method == "bsp":
         # Where rows were pruned to the target rate: the effective row rate, achieved / column.
-        row_rate = report.matrix_rate / row.col_rate if row.row_rate > 1.0 else row.row_rate
+        row_rate = report.matrix_rate / row.col_rate if row.prunes_rows else row.row_rate
     return {
         "format": ROW_FORMAT,
         "name": row.name,
@@ -1217,11 +1211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list_rows:
         for row in DEFAULT_ROWS:
-            split = (
-                f" (column {row.col_rate:g}, rows to {row.rate:g}x)"
-                if row.method == "bsp" and row.row_rate > 1.0
-                else f" (column {row.col_rate:g})" * (row.method == "bsp")
-            )
+            split = f" (column {row.col_rate:g})" * (row.method == "bsp")
+            if row.prunes_rows:
+                split = f" (column {row.col_rate:g}, rows to {row.rate:g}x)"
             print(f"{row.name:15s} {METHOD_LABELS[row.method]}, {row.rate:g}x{split}")
         return 0
     if importlib.util.find_spec("matplotlib") is None:  # fail now, not after hours of training

@@ -173,6 +173,25 @@ def test_help_runs_as_a_module() -> None:
 # -- without Festival ------------------------------------------------------------------------------
 
 
+def test_missing_matplotlib_fails_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any) -> Any:
+        return None if name == "matplotlib" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(SystemExit) as e:
+        main(["--corpus", "tiny", "--corpus-dir", str(tmp_path / "corpus"), "--out",
+              str(tmp_path / "run"), "--results-dir", str(tmp_path / "results")])  # fmt: skip
+    assert e.value.code == 2
+    assert "needs matplotlib" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir()), "nothing was generated or trained"
+
+
 def test_default_rows_follow_the_paper() -> None:
     names = [r.name for r in DEFAULT_ROWS]
     assert names[:6] == ["dense", "bsp-10x", "bsp-19x", "bsp-29x", "bsp-43x", "bsp-103x"]

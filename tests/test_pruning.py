@@ -13,6 +13,7 @@ from rtmobile_train.pruning import (
     ADMMConfig,
     BankBalancedPruner,
     BSPPruner,
+    ClassBalancedPruner,
     MagnitudePruner,
     MaskSet,
     PruneConfig,
@@ -221,11 +222,13 @@ def test_bad_pruning_configs_fail_clearly(factory, match) -> None:
 def test_make_pruners_targets_and_shape_checks() -> None:
     model = build_model("tiny")  # l*: 48x8 / 48x16, out.w: 5x16
     ps = make_pruners(model, PruneConfig(num_r=4, num_c=2))
-    assert list(ps) == ["l0.w_ih", "l0.w_hh", "l1.w_ih", "l1.w_hh", "out.w"]
-    gru_only = make_pruners(model, PruneConfig(num_r=4, num_c=2, targets=("l*.w_*",)))
-    assert "out.w" not in gru_only and len(gru_only) == 4
-    with pytest.raises(ValueError, match=r"out\.w: BSP blocks \(num_r=8"):
-        make_pruners(model, PruneConfig(num_r=8, num_c=2))
+    assert list(ps) == ["l0.w_ih", "l0.w_hh", "l1.w_ih", "l1.w_hh"], "output layer dense"
+    with_out = make_pruners(model, PruneConfig(num_r=4, num_c=2, targets=("l*.w_*", "out.w")))
+    assert list(with_out) == [*ps, "out.w"]
+    # the output layer is pruned per class, never by the method's own pruner
+    assert with_out["out.w"] == ClassBalancedPruner(0.9) and with_out["l0.w_ih"] == ps["l0.w_ih"]
+    with pytest.raises(ValueError, match=r"l0\.w_ih: BSP blocks \(num_r=64"):
+        make_pruners(model, PruneConfig(num_r=64, num_c=2))
     with pytest.raises(ValueError, match=r"l0\.w_ih: BBS needs equal banks"):
         make_pruners(model, PruneConfig(method="bbs", num_banks=3))
     with pytest.raises(ValueError, match="matches no matrix"):

@@ -33,14 +33,17 @@ from rtmobile_train.reproduce import (
 )
 
 _INSTALL = "apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
-# bsp-6x-c2: columns by 2, then rows pruned until every matrix reaches 6x (target_rate).
-ROWS = ("dense", "bsp-4x", "bsp-6x-c2")
+# bsp-4x: the default recipe (gradual pruning); bsp-6x-c2-admm: ADMM, columns by 2, then rows
+# pruned until every GRU matrix reaches its share of 6x (target_rate). Rates are over all
+# weights with the output layer dense, so the GRU matrices are pruned harder.
+ROWS = ("dense", "bsp-4x", "bsp-6x-c2-admm")
+STEM = "table1-tiny-tiny"  # results of corpus tiny, model tiny
 
 
 def _args(corpus: Path, out: Path, results: Path, *extra: str) -> list[str]:
     return [
         "--corpus", "tiny", "--corpus-dir", str(corpus), "--corpus-workers", "1",
-        "--model", "tiny", "--epochs-dense", "1", "--epochs-admm", "1", "--epochs-retrain", "1",
+        "--model", "tiny", "--epochs-dense", "1", "--epochs-prune", "1", "--epochs-retrain", "2",
         "--rows", ",".join(ROWS), "--out", str(out), "--results-dir", str(results),
         "--no-progress", *extra,
     ]  # fmt: skip
@@ -81,22 +84,26 @@ def _table_rows(md: str) -> list[list[str]]:
 
 def test_writes_table_json_and_plot(first_run: dict[str, Path]) -> None:
     res, run = first_run["results"], first_run["out"]
-    md = (res / "table1.md").read_text()
-    assert md.startswith("# Table I reproduction")
+    md = (res / f"{STEM}.md").read_text()
+    assert md.startswith("# Table I reproduction, `tiny` model")
     for needle in ("Command: `python -m rtmobile_train.reproduce --corpus tiny", "Machine: ",
                    "torch ", "Date: ", "wall time", "Corpus: Festival preset `tiny`",
                    "Runtime check: every exported"):  # fmt: skip
         assert needle in md, needle
     table = _table_rows(md)
     header, sep, *body = table
-    assert header[:3] == ["Method", "Target rate", "Achieved rate¹"]
+    assert header[:4] == ["Row", "Method", "Target rate", "Achieved rate¹"]
     assert len(sep) == len(header) and all(len(r) == len(header) for r in body)
-    assert [r[0] for r in body] == ["dense (BSP 1x)", "BSP (ours)", "BSP (ours)"]
-    assert body[1][1] == "4x" and body[1][3] == "4" and body[1][4] == "1"
-    assert body[2][1] == "6x" and body[2][3] == "2"
-    assert "Training trace (dev PER" in md and "| bsp-6x-c2 |" in md
+    assert [r[0] for r in body] == list(ROWS)
+    assert [r[1] for r in body] == ["dense (BSP 1x)", "BSP (ours) (gradual)", "BSP (ours) (admm)"]
+    # 4x over all weights = 7.18x on the GRU matrices (the dense output layer counts as kept),
+    # all of it by columns
+    assert body[1][2] == "4x" and body[1][4] == "7.18" and body[1][5] == "1"
+    assert body[2][2] == "6x" and body[2][4] == "2"
+    assert "Training trace (dev PER" in md and "| bsp-6x-c2-admm | admm, 1 ep |" in md
+    assert "| bsp-4x | gradual, 1 ep |" in md
 
-    raw: dict[str, Any] = json.loads((res / "table1.json").read_text())
+    raw: dict[str, Any] = json.loads((res / f"{STEM}.json").read_text())
     full: dict[str, Any] = json.loads((run / "results.json").read_text())
     assert [r["name"] for r in raw["rows"]] == list(ROWS) == [r["name"] for r in full["rows"]]
     assert "history" in full["rows"][1] and "history" not in raw["rows"][1]
@@ -104,10 +111,19 @@ def test_writes_table_json_and_plot(first_run: dict[str, Path]) -> None:
     assert dense["achieved_rate"] == 1.0 and dense["params_kept"] == dense["params_dense"]
     assert 3.5 <= bsp["achieved_rate"] <= 4.5
     assert bsp["params_kept"] * bsp["achieved_rate"] == pytest.approx(bsp["params_dense"])
-    assert bsp["blocks"]["l0.w_hh"] == [4, 2]
-    # Rows pruned to the target: the tiny matrices (48 or 5 rows) allow coarse keep counts only.
+    assert bsp["blocks"]["l0.w_hh"] == [4, 2] and "out.w" not in bsp["blocks"]
+    assert bsp["per_matrix"].keys() == {"l0.w_ih", "l0.w_hh", "l1.w_ih", "l1.w_hh"}
+    # Rows pruned to the target: the tiny matrices (48 rows) allow coarse keep counts only.
     assert 5.0 <= bsp_rows["achieved_rate"] <= 7.2
-    assert bsp_rows["row_rate"] == pytest.approx(bsp_rows["achieved_rate"] / 2)
+    assert bsp_rows["row_rate"] == pytest.approx(bsp_rows["pruned_matrices_rate"] / 2)
+    # the traces: gradual reaches its rate in the pruning phase; ADMM records rho, penalty,
+    # the relative residual and the dev PER of W and of its projection every epoch
+    hist = {r["name"]: r["history"] for r in full["rows"]}
+    assert hist["bsp-4x"]["gradual"][-1]["prune_fraction"] == 1.0
+    admm = hist["bsp-6x-c2-admm"]["admm"][-1]
+    for key in ("rho", "loss", "penalty", "admm_rel_residual", "dev_per", "proj_dev_per"):
+        assert key in admm, key
+    assert all("lr" in h for h in hist["bsp-4x"]["retrain"])
     for row in raw["rows"]:
         for split in ("dev", "test", "test_heldout"):
             assert 0 <= row["scores"][split]["per"] < 1000
@@ -117,7 +133,7 @@ def test_writes_table_json_and_plot(first_run: dict[str, Path]) -> None:
     assert raw["corpus"]["train"]["utterances"] == 16 and raw["corpus"]["train"]["hours"] > 0
     assert raw["machine"]["cores"] >= 1 and raw["wall_seconds"] > 0
 
-    png = (res / "table1.png").read_bytes()
+    png = (res / f"{STEM}.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
 
     session = rtmobile_rt.Session(run / bsp["bspc"])
@@ -128,10 +144,10 @@ def test_writes_table_json_and_plot(first_run: dict[str, Path]) -> None:
 def test_rerun_skips_finished_rows(first_run: dict[str, Path]) -> None:
     run, res = first_run["out"], first_run["results"]
     before = _mtimes(run)
-    rows_before = json.loads((res / "table1.json").read_text())["rows"]
+    rows_before = json.loads((res / f"{STEM}.json").read_text())["rows"]
     assert main(_args(first_run["corpus"], run, res)) == 0
     assert _mtimes(run) == before  # no checkpoint, row result or model file was rewritten
-    assert json.loads((res / "table1.json").read_text())["rows"] == rows_before
+    assert json.loads((res / f"{STEM}.json").read_text())["rows"] == rows_before
 
 
 def test_half_finished_row_resumes_from_its_checkpoints(first_run: dict[str, Path]) -> None:
@@ -139,6 +155,7 @@ def test_half_finished_row_resumes_from_its_checkpoints(first_run: dict[str, Pat
     row_json = run / "rows" / "bsp-4x.json"
     old = json.loads(row_json.read_text())
     ckpts = {p: p.stat().st_mtime_ns for p in (run / "rows" / "bsp-4x").glob("*.pt")}
+    assert {p.name for p in ckpts} == {"dense.pt", "gradual.pt", "retrain.pt"}
     row_json.unlink()  # as if killed after retraining, before the row was scored
     assert main(_args(first_run["corpus"], run, res)) == 0
     new = json.loads(row_json.read_text())
@@ -165,8 +182,9 @@ def test_help_runs_as_a_module() -> None:
         capture_output=True, text=True, env=env, check=False, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    for opt in ("--corpus", "--model", "--rows", "--epochs-dense", "--epochs-admm",
-                "--epochs-retrain", "--device"):  # fmt: skip
+    for opt in ("--corpus", "--model", "--rows", "--epochs-dense", "--epochs-prune",
+                "--prune-method", "--epochs-retrain", "--retrain-schedule", "--output-rate",
+                "--device"):  # fmt: skip
         assert opt in proc.stdout
 
 
@@ -192,33 +210,76 @@ def test_missing_matplotlib_fails_before_any_work(
     assert not any(tmp_path.iterdir()), "nothing was generated or trained"
 
 
-def test_default_rows_follow_the_paper() -> None:
+def test_default_rows_are_the_second_pass_sweep() -> None:
     names = [r.name for r in DEFAULT_ROWS]
-    assert names[:6] == ["dense", "bsp-10x", "bsp-19x", "bsp-29x", "bsp-43x", "bsp-103x"]
-    for method in ("magnitude", "row", "bbs"):
-        assert f"{method}-8x" in names and f"{method}-16x" in names
-    for row in DEFAULT_ROWS:
+    assert names == ["dense", "bsp-10x", "bsp-19x", "bsp-43x", "bsp-103x", "magnitude-10x",
+                     "magnitude-19x", "bbs-10x", "row-10x"]  # fmt: skip
+
+
+def _settings(*extra: str) -> Any:
+    from rtmobile_train.reproduce import _settings, build_parser
+
+    return _settings(build_parser().parse_args(list(extra)))
+
+
+def test_rates_count_the_dense_output_layer() -> None:
+    s = _settings("--model", "medium")
+    gru, out = s.weight_counts()
+    assert (gru, out) == (3_035_136, 39 * 512)
+    for row in DEFAULT_ROWS[1:]:
+        cfg = s.pipeline(row, steps_per_epoch=10, progress=False)
+        assert cfg is not None and cfg.method == "gradual"
+        assert "out.w" not in cfg.prune.targets
+        # GRU kept + the whole output layer = all weights / the row's rate
+        assert gru / row.gru_rate(s) + out == pytest.approx((gru + out) / row.rate)
         if row.method == "bsp":
-            assert row.col_rate == (10 if row.rate == 10 else 16)
-            # column x row is the row's rate (19x: the paper's 16 x 1.25 = 20, 0.48M of 9.6M)
-            assert row.nominal_rate == pytest.approx(row.rate, rel=0.06)
-            cfg = row.prune_config(32, 4, 4)
-            assert cfg is not None and cfg.col_sparsity == pytest.approx(1 - 1 / row.col_rate)
-            # Rows are pruned to the row's own rate (the nominal split falls short of it).
-            assert cfg.target_rate == (None if row.rate == row.col_rate else row.rate)
+            col = 1 / (1 - cfg.prune.col_sparsity)
+            assert col == pytest.approx(min(row.gru_rate(s), 16))
+            rows_pruned = row.gru_rate(s) > 16
+            assert cfg.prune.target_rate == (row.gru_rate(s) if rows_pruned else None)
+    small = _settings()
+    with pytest.raises(ValueError, match="no more than the 4,992 output-layer weights"):
+        parse_row("bsp-103x").gru_rate(small)
+    # pruned per class at its own rate, the output layer makes room for 103x
+    out4 = _settings("--output-rate", "4")
+    cfg = out4.pipeline(parse_row("bsp-103x"), steps_per_epoch=10, progress=False)
+    assert cfg is not None and "out.w" in cfg.prune.targets
+    assert cfg.prune.output_sparsity == pytest.approx(0.75)
 
 
 @pytest.mark.parametrize(
-    ("name", "method", "col", "row"),
-    [("bsp-4x", "bsp", 4, 1), ("bsp-64x", "bsp", 16, 4), ("bsp-20x-c10", "bsp", 10, 2),
-     ("bbs-12x", "bbs", 1, 1), ("bsp-19x", "bsp", 16, 1.25)],
+    ("name", "expected"),
+    [("bsp-4x", ("bsp", 4.0, None, None, None, None, None)),
+     ("bsp-20x-c10", ("bsp", 20.0, 10.0, None, None, None, None)),
+     ("bsp-10x-nr128-nc1-admm-kd", ("bsp", 10.0, None, "admm", 128, 1, True)),
+     ("bsp-10x-gradual", ("bsp", 10.0, None, "gradual", None, None, None)),
+     ("bbs-12x", ("bbs", 12.0, None, None, None, None, None)),
+     ("magnitude-10x-kd", ("magnitude", 10.0, None, None, None, None, True))],
 )  # fmt: skip
-def test_parse_row(name: str, method: str, col: float, row: float) -> None:
+def test_parse_row(name: str, expected: tuple[Any, ...]) -> None:
     spec = parse_row(name)
-    assert (spec.name, spec.method, spec.col_rate, spec.row_rate) == (name, method, col, row)
+    got = (spec.method, spec.rate, spec.col_rate, spec.prune_method, spec.num_r, spec.num_c,
+           spec.distill)  # fmt: skip
+    assert spec.name == name and got == expected
 
 
-@pytest.mark.parametrize("bad", ["bsp", "bsp-0.5x", "magnitude-8x-c2", "lstm-8x", "bsp-8x-c9"])
+def test_row_variants_override_the_settings() -> None:
+    s = _settings()
+    cfg = s.pipeline(parse_row("bsp-10x-nr128-nc1-admm-kd"), steps_per_epoch=100, progress=False)
+    assert cfg is not None and cfg.method == "admm"
+    assert (cfg.prune.num_r, cfg.prune.num_c) == (128, 1)
+    assert cfg.retrain.distill_weight == 0.5 and cfg.admm.admm_update_every == 100
+    plain = s.pipeline(parse_row("bsp-10x"), steps_per_epoch=100, progress=False)
+    assert plain is not None and plain.retrain.distill_weight == 0.0
+    assert (plain.prune.num_r, plain.prune.num_c) == (32, 4)
+    assert plain.retrain.lr_schedule == "plateau" and plain.retrain.keep_best
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["bsp", "bsp-0.5x", "magnitude-8x-c2", "lstm-8x", "bsp-8x-c9", "row-8x-nr4", "bsp-8x-nr0",
+     "bsp-8x-oneshot"],
+)  # fmt: skip
 def test_parse_row_rejects(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_row(bad)
@@ -226,8 +287,7 @@ def test_parse_row_rejects(bad: str) -> None:
 
 def test_select_rows() -> None:
     assert [r.name for r in select_rows(None)] == [r.name for r in DEFAULT_ROWS]
-    assert [r.name for r in select_rows("bbs-*, bsp-10x")] == ["dense", "bsp-10x", "bbs-8x",
-                                                               "bbs-16x"]  # fmt: skip
+    assert [r.name for r in select_rows("bbs-*, bsp-10x")] == ["dense", "bsp-10x", "bbs-10x"]
     assert [r.name for r in select_rows("bsp-4x")] == ["dense", "bsp-4x"]
     with pytest.raises(ValueError, match="matches no default row"):
         select_rows("lstm-*")

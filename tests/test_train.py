@@ -40,11 +40,15 @@ from rtmobile_train.train import main as train_main
 
 torch.set_num_threads(1)
 
+# Every weight matrix, the output layer included (pruned per class, whatever the method).
+ALL_MATRICES = ("l*.w_ih", "l*.w_hh", "out.w")
 PRUNE_CONFIGS = {
-    "bsp": PruneConfig(method="bsp", num_r=4, num_c=2, col_sparsity=0.5, row_sparsity=0.25),
-    "magnitude": PruneConfig(method="magnitude", sparsity=0.8),
-    "row": PruneConfig(method="row", sparsity=0.5),
-    "bbs": PruneConfig(method="bbs", sparsity=0.75, num_banks=4),
+    "bsp": PruneConfig(
+        method="bsp", num_r=4, num_c=2, col_sparsity=0.5, row_sparsity=0.25, targets=ALL_MATRICES
+    ),
+    "magnitude": PruneConfig(method="magnitude", sparsity=0.8, targets=ALL_MATRICES),
+    "row": PruneConfig(method="row", sparsity=0.5, targets=ALL_MATRICES),
+    "bbs": PruneConfig(method="bbs", sparsity=0.75, num_banks=4, targets=ALL_MATRICES),
 }
 
 
@@ -158,7 +162,8 @@ def test_admm_phase_pulls_weights_onto_the_constraint_set() -> None:
 def test_pipeline_gives_exact_structure_and_retrain_keeps_zeros(method: str, tmp_path) -> None:
     res = _pipeline(method, tmp_path)
     mats = res.model.matrices()
-    assert set(res.masks.masks) == set(mats), "default targets: every weight matrix"
+    assert set(res.masks.masks) == set(mats), "every weight matrix"
+    assert res.masks.masks["out.w"].any(dim=1).all(), "an output class lost all its weights"
     res.masks.check(res.pruners)  # exact structure + zero outside the mask
     for n, m in res.masks.numpy().items():
         res.pruners[n].check(m)

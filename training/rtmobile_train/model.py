@@ -88,6 +88,7 @@ class ModelConfig:
 # tiny: unit tests only. Labels are the 39 folded phones in data.phones' (sorted) index order.
 PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(input_dim=440, hidden_dim=960, num_layers=2, labels=PHONES39),
+    "medium": ModelConfig(input_dim=440, hidden_dim=512, num_layers=2, labels=PHONES39),
     "small": ModelConfig(input_dim=40, hidden_dim=128, num_layers=2, labels=PHONES39),
     "tiny": ModelConfig(
         input_dim=8,

@@ -5,12 +5,20 @@ optimizer step (paper Sec. III-C / DESIGN "BSP structure"):
 
 * ``dense``: frame-wise cross-entropy, Adam, gradient-norm clipping;
 * ``admm``: the loss gets ``ADMM.penalty()`` (W-step); Z/U are updated once per epoch (or
-  every ``admm_update_every`` steps), and rho follows the ADMM schedule;
+  every ``admm_update_every`` steps), and rho follows the ADMM schedule; the phase ends early
+  once the relative residual reaches ``ADMMConfig.stop_residual``;
+* ``gradual``: gradual pruning (``pruning.GradualPruning``): the masks tighten on a cubic
+  ramp while the network trains, reaching the final rate at the phase's last step;
 * ``retrain``: masks fixed; gradients outside them are zeroed before the step and the weights
   re-zeroed after it.
 
+Every phase can decay its learning rate (``TrainConfig.lr_schedule``: cosine, or halving on a
+dev-PER plateau), stop once the dev PER has not improved for ``stop_patience`` epochs, keep
+the best dev-PER weights, and learn from a teacher's frame posteriors (``distill_weight``).
+
 :func:`run_pipeline` chains the phases with one checkpoint per phase (``dense.pt``,
-``admm.pt``, ``retrain.pt``), saved every epoch; rerunning it resumes where it stopped.
+``admm.pt`` or ``gradual.pt``, ``retrain.pt``), saved every epoch; rerunning it resumes where
+it stopped (a run killed mid-epoch redoes that epoch from the same state and RNG).
 Batches come from any re-iterable source (see ``batch.py``); a source with ``set_epoch`` gets
 called with the epoch number first (as ``DistributedSampler`` wants).
 
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import importlib
 import logging
 import os
@@ -49,6 +58,7 @@ from rtmobile_train.pruning import (
     ADMM,
     ADMMConfig,
     CompressionReport,
+    GradualPruning,
     MaskSet,
     PruneConfig,
     Pruner,
@@ -75,8 +85,9 @@ __all__ = [
 
 log = logging.getLogger("rtmobile_train")
 
-Phase = Literal["dense", "admm", "retrain"]
-PHASES: tuple[Phase, ...] = ("dense", "admm", "retrain")
+Phase = Literal["dense", "admm", "gradual", "retrain"]
+PHASES: tuple[Phase, ...] = ("dense", "admm", "gradual", "retrain")
+LRSchedule = Literal["constant", "cosine", "plateau"]
 CKPT_FORMAT = "rtmobile-train-checkpoint"
 CKPT_VERSION = 1
 
@@ -84,7 +95,17 @@ CKPT_VERSION = 1
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimizer and loop settings for one phase. ``grad_clip`` <= 0 disables clipping;
-    ``admm_update_every`` = 0 means one Z/U update per epoch."""
+    ``admm_update_every`` = 0 means one Z/U update per epoch.
+
+    Learning rate (``lr_schedule``): ``constant``; ``cosine`` from ``lr`` at the first epoch
+    to ``lr_min`` at the last; ``plateau``: multiplied by ``plateau_factor`` (not below
+    ``lr_min``) after every epoch whose ``monitor`` (a key of the eval function's result,
+    lower is better) did not improve. ``stop_patience`` > 0 ends the phase after that many
+    epochs without improvement; ``keep_best`` restores the best epoch's weights at the end.
+    ``distill_weight`` > 0 mixes in the KL divergence to a teacher's frame posteriors at
+    ``distill_temperature`` (the trainer's ``teacher``). ``prune_update_every``: steps between
+    the mask updates of gradual pruning (0: ten per epoch).
+    """
 
     epochs: int = 10
     lr: float = 1e-3
@@ -93,6 +114,15 @@ class TrainConfig:
     seed: int = 0
     admm_update_every: int = 0
     progress: bool = True
+    lr_schedule: LRSchedule = "constant"
+    lr_min: float = 1e-5
+    plateau_factor: float = 0.5
+    stop_patience: int = 0
+    keep_best: bool = False
+    monitor: str = "dev_per"
+    distill_weight: float = 0.0
+    distill_temperature: float = 1.0
+    prune_update_every: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -105,6 +135,49 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.admm_update_every must be >= 0, got {self.admm_update_every}"
             )
+        if self.lr_schedule not in ("constant", "cosine", "plateau"):
+            raise ValueError(
+                "TrainConfig.lr_schedule must be 'constant', 'cosine' or 'plateau', got "
+                f"{self.lr_schedule!r}"
+            )
+        if not 0 < self.lr_min <= self.lr:
+            raise ValueError(f"TrainConfig.lr_min must be in (0, lr={self.lr}], got {self.lr_min}")
+        if not 0 < self.plateau_factor < 1:
+            raise ValueError(
+                f"TrainConfig.plateau_factor must be in (0, 1), got {self.plateau_factor}"
+            )
+        if self.stop_patience < 0 or self.prune_update_every < 0:
+            raise ValueError("TrainConfig.stop_patience and prune_update_every must be >= 0")
+        if not 0 <= self.distill_weight <= 1:
+            raise ValueError(
+                f"TrainConfig.distill_weight must be in [0, 1], got {self.distill_weight}"
+            )
+        if not self.distill_temperature > 0:
+            raise ValueError(
+                f"TrainConfig.distill_temperature must be > 0, got {self.distill_temperature}"
+            )
+
+    @property
+    def uses_monitor(self) -> bool:
+        return self.lr_schedule == "plateau" or self.stop_patience > 0 or self.keep_best
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings that decide the result (no ``progress``); options at their defaults
+        are left out, so fingerprints of runs made before they existed stay valid."""
+        d = asdict(self)
+        d.pop("progress")
+        for f in fields(self):
+            if f.name in _LATER_OPTIONS and d[f.name] == f.default:
+                del d[f.name]
+        return d
+
+
+_LATER_OPTIONS = frozenset(
+    {
+        "lr_schedule", "lr_min", "plateau_factor", "stop_patience", "keep_best", "monitor",
+        "distill_weight", "distill_temperature", "prune_update_every",
+    }
+)  # fmt: skip
 
 
 def seed_everything(seed: int) -> None:
@@ -147,6 +220,18 @@ def frame_loss(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, int, i
     loss = F.cross_entropy(sel_logits, sel_labels)
     correct = int((sel_logits.argmax(-1) == sel_labels).sum())
     return loss, n, correct
+
+
+def distill_loss(
+    logits: torch.Tensor, teacher_logits: torch.Tensor, batch: Batch, temperature: float
+) -> torch.Tensor:
+    """KL(teacher || student) of the frame posteriors at ``temperature`` over the valid frames,
+    times temperature^2 (Hinton et al. 2015: keeps its gradient scale as T changes)."""
+    valid = batch.valid
+    t = float(temperature)
+    log_p = F.log_softmax(logits[valid] / t, dim=-1)
+    log_q = F.log_softmax(teacher_logits[valid] / t, dim=-1)
+    return F.kl_div(log_p, log_q, log_target=True, reduction="batchmean") * (t * t)
 
 
 # -- checkpoints -----------------------------------------------------------------------------
@@ -209,6 +294,9 @@ class Trainer:
         admm_cfg: ADMMConfig | None = None,
         masks: MaskSet | Mapping[str, Any] | None = None,
         features: FeatureSpec | None = None,
+        prune_cfg: PruneConfig | None = None,
+        steps_per_epoch: int | None = None,
+        teacher: torch.nn.Module | None = None,
     ) -> None:
         if phase not in PHASES:
             raise ValueError(f"unknown phase {phase!r}; choose one of {PHASES}")
@@ -216,6 +304,16 @@ class Trainer:
             raise ValueError(f"phase {phase!r} needs pruners")
         if phase == "retrain" and masks is None:
             raise ValueError("phase 'retrain' needs masks (from ADMM.hard_prune)")
+        if phase == "gradual" and (prune_cfg is None or not steps_per_epoch or not cfg.epochs):
+            raise ValueError(
+                "phase 'gradual' needs prune_cfg, steps_per_epoch >= 1 and epochs >= 1"
+            )
+        if phase in ("admm", "gradual") and cfg.keep_best:
+            raise ValueError(f"keep_best would undo pruning progress in phase {phase!r}")
+        if phase == "gradual" and cfg.stop_patience:
+            raise ValueError("phase 'gradual' must run to its last step (no stop_patience)")
+        if cfg.distill_weight > 0 and teacher is None:
+            raise ValueError("TrainConfig.distill_weight > 0 needs a teacher model")
         self.model = model
         self.cfg = cfg
         self.phase: Phase = phase
@@ -223,8 +321,19 @@ class Trainer:
         self.features = features
         self.admm: ADMM | None = None
         self.masks: MaskSet | None = None
+        self.gradual: GradualPruning | None = None
+        self.teacher = teacher.eval() if teacher is not None and cfg.distill_weight > 0 else None
         if phase == "admm":
             self.admm = ADMM(model.matrices(), self.pruners, admm_cfg)
+        if phase == "gradual":
+            assert prune_cfg is not None and steps_per_epoch
+            every = cfg.prune_update_every or max(1, steps_per_epoch // 10)
+            self.gradual = GradualPruning(
+                model.matrices(), prune_cfg, total_steps=cfg.epochs * steps_per_epoch,
+                update_every=every,
+            )  # fmt: skip
+            if set(self.gradual.pruners) != set(self.pruners):
+                raise ValueError("gradual pruning's prune_cfg targets other matrices than pruners")
         if phase == "retrain":
             assert masks is not None
             self.masks = masks if isinstance(masks, MaskSet) else MaskSet(model.matrices(), masks)
@@ -236,10 +345,52 @@ class Trainer:
         self.epoch = 0  # completed epochs
         self.step = 0
         self.history: list[dict[str, float]] = []
+        # learning-rate schedule, early stop and best weights (see TrainConfig)
+        self.lr = cfg.lr
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.stopped = ""  # why the phase ended before cfg.epochs ("" while it has not)
+        self.best_state: dict[str, torch.Tensor] | None = None
 
     @property
     def done(self) -> bool:
-        return self.epoch >= self.cfg.epochs
+        return self.epoch >= self.cfg.epochs or bool(self.stopped)
+
+    def _epoch_lr(self) -> float:
+        """The learning rate of the coming epoch."""
+        c = self.cfg
+        if c.lr_schedule == "cosine":
+            progress = self.epoch / max(1, c.epochs - 1)
+            return c.lr_min + (c.lr - c.lr_min) * 0.5 * (1.0 + np.cos(np.pi * progress))
+        return self.lr  # constant, or where the plateau rule left it
+
+    def _after_eval(self, stats: Mapping[str, float]) -> None:
+        """Plateau rule, best weights and early stop, from the epoch's monitored value."""
+        c = self.cfg
+        if not c.uses_monitor:
+            return
+        if c.monitor not in stats:
+            raise ValueError(
+                f"{self.phase}: the learning-rate/stop rule monitors {c.monitor!r}, but the "
+                f"evaluation gave {sorted(k for k in stats if k != 'epoch')}"
+            )
+        value = float(stats[c.monitor])
+        if self.best is None or value < self.best:
+            self.best, self.best_epoch, self.bad_epochs = value, self.epoch, 0
+            if c.keep_best:
+                self.best_state = {
+                    k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
+                }
+            return
+        self.bad_epochs += 1
+        if c.lr_schedule == "plateau":
+            self.lr = max(c.lr_min, self.lr * c.plateau_factor)
+        if c.stop_patience and self.bad_epochs >= c.stop_patience:
+            self.stopped = (
+                f"{c.monitor} did not improve for {self.bad_epochs} epochs "
+                f"(best {self.best:.4g} at epoch {self.best_epoch})"
+            )
 
     def close(self) -> None:
         """Drop the DDP wrapper: its gradient hooks must not fire in the next phase's backward."""
@@ -257,6 +408,9 @@ class Trainer:
             if isinstance(self.net, torch.nn.parallel.DistributedDataParallel)
             else contextlib.nullcontext()
         )
+        lr = self._epoch_lr()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         loss_sum = pen_sum = 0.0
         frames = correct = nbatches = 0
         t0 = time.perf_counter()
@@ -273,19 +427,28 @@ class Trainer:
                 logits, _ = self.net(batch.feats)
                 loss, n, ok = frame_loss(logits, batch)
                 total = loss
+                if self.teacher is not None:
+                    with torch.no_grad():
+                        teacher_logits, _ = self.teacher(batch.feats)
+                    kd = distill_loss(logits, teacher_logits, batch, self.cfg.distill_temperature)
+                    a = self.cfg.distill_weight
+                    total = (1.0 - a) * loss + a * kd
                 proximal = self.admm is not None and self.admm.cfg.w_step == "proximal"
                 if self.admm is not None:
+                    self.admm.calibrate(float(total.detach()))
                     if proximal:  # the penalty is applied after the step; logged only
                         with torch.no_grad():
                             penalty = self.admm.penalty()
                     else:
                         penalty = self.admm.penalty()
-                        total = loss + penalty
+                        total = total + penalty
                     pen_sum += float(penalty.detach()) * n
                 self.optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 if self.masks is not None:
                     self.masks.mask_grads()
+                if self.gradual is not None:
+                    self.gradual.masks.mask_grads()
                 if self.cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
                 self.optimizer.step()
@@ -294,6 +457,8 @@ class Trainer:
                     self.admm.proximal_step()
                 if self.masks is not None:
                     self.masks.apply()
+                if self.gradual is not None:
+                    self.gradual.after_step()
                 self.step += 1
                 if (
                     self.admm is not None
@@ -320,6 +485,7 @@ class Trainer:
             "frame_acc": correct / frames,
             "frames": frames,
             "seconds": time.perf_counter() - t0,
+            "lr": lr,
         }
         if self.admm is not None:
             if not self.cfg.admm_update_every:
@@ -327,9 +493,27 @@ class Trainer:
             res = self.admm.residuals()
             stats["penalty"] = pen_sum / frames
             stats["admm_residual"] = float(np.sqrt(sum(r * r for r in res.values())))
+            stats["admm_rel_residual"] = self.admm.relative_residual()
             stats["rho"] = max(self.admm.rho.values())
+        if self.gradual is not None:
+            stats["prune_fraction"] = self.gradual.fraction
         self.epoch += 1
         return stats
+
+    @torch.no_grad()
+    def _eval_projection(
+        self, eval_fn: Callable[[GRUPhoneModel], Mapping[str, float]]
+    ) -> dict[str, float]:
+        """ADMM trace: the evaluation of Pi(W), the model a hard prune now would give."""
+        assert self.admm is not None
+        saved = {n: w.detach().clone() for n, w in self.admm.params.items()}
+        try:
+            for n, z in self.admm.projected().items():
+                self.admm.params[n].copy_(z)
+            return {f"proj_{k}": float(v) for k, v in eval_fn(self.model).items()}
+        finally:
+            for n, w in saved.items():
+                self.admm.params[n].copy_(w)
 
     def fit(
         self,
@@ -340,10 +524,23 @@ class Trainer:
     ) -> list[dict[str, float]]:
         """Train until ``cfg.epochs`` epochs are complete, checkpointing after each one."""
         is_main = distributed.info().is_main
+        if self.cfg.uses_monitor and eval_fn is None and not self.done:
+            raise ValueError(
+                f"{self.phase}: lr_schedule 'plateau', stop_patience and keep_best need an "
+                f"evaluation that gives {self.cfg.monitor!r}"
+            )
         while not self.done:
             stats = self.train_epoch(batches)
             if eval_fn is not None and is_main:
                 stats.update(eval_fn(self.model))
+                if self.admm is not None:
+                    stats.update(self._eval_projection(eval_fn))
+                self._after_eval(stats)
+            stop = self.admm.cfg.stop_residual if self.admm is not None else 0.0
+            if stop and not self.stopped and stats["admm_rel_residual"] <= stop:
+                self.stopped = (
+                    f"ADMM relative residual {stats['admm_rel_residual']:.3g} <= {stop:g}"
+                )
             self.history.append(stats)
             if is_main:
                 log.info(
@@ -353,11 +550,23 @@ class Trainer:
                     self.cfg.epochs,
                     " ".join(f"{k}={v:.4g}" for k, v in stats.items() if k != "epoch"),
                 )
+                if self.stopped:
+                    log.info("%s: stopped after epoch %d: %s", self.phase, self.epoch, self.stopped)
                 if ckpt_path is not None:
                     save_checkpoint(ckpt_path, self.state_dict())
+        self.restore_best()
         if self.masks is not None:
             self.masks.check(self.pruners)
         return self.history
+
+    def restore_best(self) -> None:
+        """With ``keep_best``: load the weights of the epoch with the best monitored value."""
+        if self.cfg.keep_best and self.best_state is not None and self.best_epoch != self.epoch:
+            self.model.load_state_dict(self.best_state)
+            log.info(
+                "%s: restored the weights of epoch %d (%s %.4g)",
+                self.phase, self.best_epoch, self.cfg.monitor, self.best,
+            )  # fmt: skip
 
     # -- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -376,8 +585,17 @@ class Trainer:
             "admm_config": self.admm.cfg.to_dict() if self.admm else None,
             "admm": self.admm.state_dict() if self.admm else None,
             "masks": self.masks.state_dict() if self.masks else None,
+            "gradual": self.gradual.state_dict() if self.gradual else None,
             "features": self.features.to_dict() if self.features else None,
             "history": list(self.history),
+            "schedule": {
+                "lr": self.lr,
+                "best": self.best,
+                "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs,
+                "stopped": self.stopped,
+                "best_state": self.best_state,
+            },
             "rng": _rng_state(),
         }
 
@@ -406,6 +624,15 @@ class Trainer:
         if self.phase == "retrain":
             self.masks = MaskSet(self.model.matrices(), state["masks"])
             self.masks.apply()
+        if self.gradual is not None:
+            self.gradual.load_state_dict(state["gradual"])
+        sched = state.get("schedule") or {}
+        self.lr = float(sched.get("lr", self.cfg.lr))
+        self.best = sched.get("best")
+        self.best_epoch = int(sched.get("best_epoch", 0))
+        self.bad_epochs = int(sched.get("bad_epochs", 0))
+        self.stopped = str(sched.get("stopped", ""))
+        self.best_state = sched.get("best_state")
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
         self.history = list(state["history"])
@@ -438,7 +665,13 @@ def fit_resumable(
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Settings of the whole dense -> ADMM -> hard prune -> masked retrain run."""
+    """Settings of the whole dense -> prune -> masked retrain run.
+
+    ``method``: how the pruning phase (settings ``admm``) reaches the constraint set: ``admm``
+    (W/Z/U steps, then a hard prune) or ``gradual`` (cubic ramp). With
+    ``retrain.distill_weight`` > 0 the dense model (as it leaves the dense phase) is the
+    teacher of masked retraining.
+    """
 
     dense: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10))
     admm: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10))
@@ -446,6 +679,13 @@ class PipelineConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     admm_schedule: ADMMConfig = field(default_factory=ADMMConfig)
     hard_prune_source: Literal["w", "z"] = "w"
+    method: Literal["admm", "gradual"] = "admm"
+
+    def __post_init__(self) -> None:
+        if self.method not in ("admm", "gradual"):
+            raise ValueError(
+                f"PipelineConfig.method must be 'admm' or 'gradual', got {self.method!r}"
+            )
 
 
 @dataclass
@@ -466,7 +706,8 @@ def run_pipeline(
     eval_fn: Callable[[GRUPhoneModel], Mapping[str, float]] | None = None,
     features: FeatureSpec | None = None,
 ) -> PipelineResult:
-    """Dense training, ADMM, hard prune, masked retraining; resumes from ``out_dir``.
+    """Dense training, pruning (ADMM + hard prune, or gradual), masked retraining; resumes
+    from ``out_dir``.
 
     ``features`` is recorded in the checkpoints (see :class:`Trainer`)."""
     out = Path(out_dir)
@@ -485,22 +726,29 @@ def run_pipeline(
     dense = Trainer(model, cfg.dense, phase="dense", features=features)
     history["dense"] = dense.fit(batches, ckpt_path=resume(dense, "dense"), eval_fn=eval_fn)
     dense.close()
+    teacher = copy.deepcopy(model).eval() if cfg.retrain.distill_weight > 0 else None
 
     retrain_ckpt = out / "retrain.pt"
-    admm = Trainer(
-        model, cfg.admm, phase="admm", pruners=pruners, admm_cfg=cfg.admm_schedule,
-        features=features,
+    phase: Phase = cfg.method
+    pruning = Trainer(
+        model, cfg.admm, phase=phase, pruners=pruners, admm_cfg=cfg.admm_schedule,
+        features=features, prune_cfg=cfg.prune,
+        steps_per_epoch=len(batches) if phase == "gradual" else None,  # type: ignore[arg-type]
     )  # fmt: skip
-    admm_path = resume(admm, "admm")
+    pruning_path = resume(pruning, phase)
     if not retrain_ckpt.exists():
-        history["admm"] = admm.fit(batches, ckpt_path=admm_path, eval_fn=eval_fn)
-    admm.close()
-    assert admm.admm is not None
-    masks = admm.admm.hard_prune(cfg.hard_prune_source)
+        history[phase] = pruning.fit(batches, ckpt_path=pruning_path, eval_fn=eval_fn)
+    pruning.close()
+    if pruning.gradual is not None:
+        masks = pruning.gradual.masks
+    else:
+        assert pruning.admm is not None
+        masks = pruning.admm.hard_prune(cfg.hard_prune_source)
 
     retrain = Trainer(
-        model, cfg.retrain, phase="retrain", pruners=pruners, masks=masks, features=features
-    )
+        model, cfg.retrain, phase="retrain", pruners=pruners, masks=masks, features=features,
+        teacher=teacher,
+    )  # fmt: skip
     resume(retrain, "retrain")
     history["retrain"] = retrain.fit(batches, ckpt_path=retrain_ckpt, eval_fn=eval_fn)
     retrain.close()

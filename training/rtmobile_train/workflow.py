@@ -106,6 +106,12 @@ MODELS: dict[str, ModelChoice] = {
     # Num_r = 32: strips of 12 of the 384 gate rows, the same share of the rows as the paper's
     # 90-row strips of 2880. With 8 strips of 48 rows, BSP 10x on the Festival small corpus
     # scored 42.1% test PER against 34.5% with 32 (dense 20.4%).
+    # The main reproduction target: wide enough that a 10x BSP strip still keeps 51 of 512
+    # recurrent inputs (small: 13 of 128), about 6x the small model's training cost.
+    # Num_r = 32: strips of 48 of the 1536 gate rows.
+    "medium": ModelChoice(
+        preset("medium"), 5, 32, 4, "2 x GRU 512 on 40-d fbank spliced +-5 frames (3.1M params)"
+    ),
     "small": ModelChoice(
         preset("small", input_dim=440),
         5,

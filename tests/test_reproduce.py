@@ -97,8 +97,8 @@ def test_writes_table_json_and_plot(first_run: dict[str, Path]) -> None:
     assert [r[0] for r in body] == list(ROWS)
     assert [r[1] for r in body] == ["dense (BSP 1x)", "BSP (ours) (gradual)", "BSP (ours) (admm)"]
     # 4x over all weights = 7.18x on the GRU matrices (the dense output layer counts as kept),
-    # all of it by columns
-    assert body[1][2] == "4x" and body[1][4] == "7.18" and body[1][5] == "1"
+    # all of it by columns (the row rate is achieved / column rate: keep counts are rounded)
+    assert body[1][2] == "4x" and body[1][4] == "7.18" and 0.95 <= float(body[1][5]) <= 1.05
     assert body[2][2] == "6x" and body[2][4] == "2"
     assert "Training trace (dev PER" in md and "| bsp-6x-c2-admm | admm, 1 ep |" in md
     assert "| bsp-4x | gradual, 1 ep |" in md

@@ -25,6 +25,7 @@ import numpy as np
 from rtmobile_rt import FormatError, Session, __version__
 from rtmobile_train.bspc import MAGIC as BSPC_MAGIC
 from rtmobile_train.data.festival_corpus import PRESETS as CORPUS_PRESETS
+from rtmobile_train.recipe import RECIPE
 
 TRAIN_EXTRAS = 'pip install ".[train]"'
 # rtmobile_train.workflow.MODELS, named here without importing torch (a test keeps them equal)
@@ -534,68 +535,88 @@ def train(
     type=click.FloatRange(1),
     default=10.0,
     show_default=True,
-    help="Target compression of every weight matrix (dense / kept weights).",
+    help="Target compression of all weight matrices together (dense / kept weights). The "
+    "output layer stays dense (unless --output-rate) and counts as kept, so the GRU matrices "
+    "are pruned harder.",
 )
 @click.option(
     "--col-rate",
     type=click.FloatRange(1),
     default=None,
-    help="BSP only: the part of --rate taken by pruning columns in each strip; rows are then "
-    "pruned until each matrix reaches --rate (default: min(rate, 16)).",
+    help="BSP only: the part of the GRU matrices' rate taken by pruning columns in each "
+    "strip; rows are then pruned until each matrix reaches its rate (default: min(rate, 16)).",
 )
 @click.option(
     "--num-r",
     type=click.IntRange(1),
     default=None,
-    help="BSP strips (row blocks) per matrix (default per model preset: paper 32, small 32, "
-    "tiny 4).",
+    help="BSP strips (row blocks) per matrix (default per model preset: paper, medium and "
+    "small 32, tiny 4).",
 )
 @click.option(
     "--num-c",
     type=click.IntRange(1),
     default=None,
-    help="BSP column blocks per matrix (default: paper and small 4, tiny 2).",
+    help="BSP column blocks per matrix (default: 4, tiny 2).",
 )
 @click.option(
     "--num-banks", type=click.IntRange(1), default=4, show_default=True, help="BBS banks per row."
 )
 @click.option(
-    "--admm-epochs", type=click.IntRange(0), default=8, show_default=True, help="ADMM epochs."
+    "--output-rate",
+    type=click.FloatRange(1),
+    default=None,
+    help="Prune the output layer too, per class (every phone keeps its own largest weights, "
+    "so none is emptied), at this rate. Default: leave it dense.",
+)
+@click.option(
+    "--prune-method",
+    type=click.Choice(["gradual", "admm"]),
+    default=RECIPE.prune_method,
+    show_default=True,
+    help="How the sparsity is reached: gradual pruning (masks tighten on a cubic ramp while "
+    "training) or ADMM followed by a hard prune.",
+)
+@click.option(
+    "--prune-epochs",
+    "--admm-epochs",
+    "prune_epochs",
+    type=click.IntRange(1),
+    default=RECIPE.prune_epochs,
+    show_default=True,
+    help="Epochs of the pruning phase (ADMM: at most; it stops once ||W-Z||/||W|| <= "
+    f"{RECIPE.stop_residual:g}).",
 )
 @click.option(
     "--retrain-epochs",
     type=click.IntRange(0),
-    default=8,
+    default=RECIPE.retrain_epochs,
     show_default=True,
-    help="Masked retraining epochs (after the hard prune).",
+    help="Masked retraining epochs, at most (it stops after "
+    f"{RECIPE.stop_patience} epochs without a better dev PER; the best epoch is kept).",
 )
 @click.option(
     "--lr",
     type=click.FloatRange(0, min_open=True),
-    default=5e-4,
+    default=RECIPE.prune_lr,
     show_default=True,
-    help="ADMM learning rate.",
+    help="Learning rate of the pruning phase.",
 )
 @click.option(
     "--retrain-lr",
     type=click.FloatRange(0, min_open=True),
-    default=5e-4,
+    default=RECIPE.retrain_lr,
     show_default=True,
-    help="Masked retraining learning rate.",
+    help="Initial masked retraining learning rate; halved after every epoch without a better "
+    "dev PER.",
 )
 @click.option(
-    "--rho",
-    type=click.FloatRange(0, min_open=True),
-    default=1e-3,
+    "--distill",
+    type=click.FloatRange(0, 1),
+    default=0.0,
     show_default=True,
-    help="Initial ADMM penalty rho; doubled after every Z/U update, up to max(1, RHO).",
-)
-@click.option(
-    "--admm-updates-per-epoch",
-    type=click.IntRange(1),
-    default=2,
-    show_default=True,
-    help="ADMM Z/U updates (and rho increases) per epoch.",
+    help="Weight of distillation from the dense model (KL on frame posteriors) in masked "
+    "retraining.",
 )
 @click.option(
     "--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Utterances."
@@ -620,12 +641,13 @@ def prune(
     num_r: int | None,
     num_c: int | None,
     num_banks: int,
-    admm_epochs: int,
+    output_rate: float | None,
+    prune_method: str,
+    prune_epochs: int,
     retrain_epochs: int,
     lr: float,
     retrain_lr: float,
-    rho: float,
-    admm_updates_per_epoch: int,
+    distill: float,
     batch_size: int,
     seed: int,
     out: Path | None,
@@ -635,13 +657,13 @@ def prune(
 ) -> None:
     """Prune the dense model in CHECKPOINT (from `rtmobile train`) to --rate.
 
-    ADMM (the training loss plus a penalty pulling every matrix towards its projection onto
-    the pruning pattern), then hard pruning to that pattern, then retraining with the mask
-    fixed. Checkpoints OUT/admm.pt and OUT/retrain.pt are written after every epoch; running
-    the same command again resumes.
+    Gradual pruning (default: the masks tighten on a cubic schedule while the network trains)
+    or ADMM (the loss plus a penalty pulling every matrix towards its projection onto the
+    pruning pattern, then a hard prune), then retraining with the mask fixed. Checkpoints
+    (OUT/gradual.pt or OUT/admm.pt, then OUT/retrain.pt) are written after every epoch;
+    running the same command again resumes.
     """
     from rtmobile_train import workflow
-    from rtmobile_train.pruning import ADMMConfig
     from rtmobile_train.train import TrainConfig
 
     _torch_threads(threads)
@@ -650,11 +672,12 @@ def prune(
     with _training_log():
         result = workflow.prune(
             checkpoint, corpus, out, method=method, rate=rate, col_rate=col_rate, num_r=num_r,
-            num_c=num_c, num_banks=num_banks,
-            admm=TrainConfig(epochs=admm_epochs, lr=lr, **common),
-            retrain=TrainConfig(epochs=retrain_epochs, lr=retrain_lr, **common),
-            admm_updates_per_epoch=admm_updates_per_epoch,
-            schedule=ADMMConfig(rho=rho, rho_max=max(1.0, rho)),
+            num_c=num_c, num_banks=num_banks, output_rate=output_rate,
+            prune_method=prune_method,
+            admm=TrainConfig(epochs=prune_epochs, lr=lr, **common),
+            retrain=TrainConfig(**RECIPE.retrain_kwargs(
+                epochs=retrain_epochs, lr=retrain_lr, distill_weight=distill, **common
+            )),
             batch_size=batch_size, device=workflow.torch_device(device),
             progress=not no_progress,
         )  # fmt: skip

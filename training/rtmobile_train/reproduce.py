@@ -109,15 +109,12 @@ from rtmobile_train.export import export_bspc
 from rtmobile_train.features import FbankConfig, FeatureSpec, FeatureStats
 from rtmobile_train.model import GRUPhoneModel
 from rtmobile_train.pruning import (
-    DEFAULT_TARGETS,
-    MAX_COL_RATE,
-    OUTPUT_MATRIX,
     ADMMConfig,
     PruneConfig,
     compression_report,
     make_pruners,
-    rate_for_overall,
 )
+from rtmobile_train.recipe import RECIPE
 from rtmobile_train.train import (
     PipelineConfig,
     TrainConfig,
@@ -131,8 +128,10 @@ from rtmobile_train.workflow import (
     FrameBatches,
     ModelChoice,
     SplitData,
+    gru_rate,
     load_corpus,
     new_model,
+    prune_config_for_rate,
     runtime_per,
     torch_device,
 )
@@ -198,21 +197,15 @@ class RowSpec:
     def gru_rate(self, settings: Settings) -> float:
         """The rate the GRU matrices need for ``rate`` over all weights (the output layer
         dense, or pruned at ``settings.output_rate``)."""
-        gru, out = settings.weight_counts()
-        out_kept = out if settings.output_rate is None else out / settings.output_rate
-        return rate_for_overall(self.rate, gru, out, out_kept)
+        return gru_rate(settings.template(), self.rate, settings.output_rate)
 
     def prune_config(self, settings: Settings) -> PruneConfig | None:
         if self.method == "dense":
             return None
-        rate = self.gru_rate(settings)
-        col = None
-        if self.method == "bsp":
-            col = min(rate, MAX_COL_RATE) if self.col_rate is None else min(self.col_rate, rate)
-        return PruneConfig.for_rate(
-            self.method, rate, col_rate=col, num_r=self.num_r or settings.num_r,
-            num_c=self.num_c or settings.num_c, num_banks=settings.num_banks,
-            targets=settings.targets, output_rate=settings.output_rate,
+        return prune_config_for_rate(
+            settings.template(), self.method, self.rate, col_rate=self.col_rate,
+            num_r=self.num_r or settings.num_r, num_c=self.num_c or settings.num_c,
+            num_banks=settings.num_banks, output_rate=settings.output_rate,
         )  # fmt: skip
 
 
@@ -357,15 +350,9 @@ class Settings:
     fbank: FbankConfig = field(default_factory=FbankConfig)
     output_rate: float | None = None  # None: the output layer stays dense
 
-    @property
-    def targets(self) -> tuple[str, ...]:
-        return DEFAULT_TARGETS if self.output_rate is None else (*DEFAULT_TARGETS, OUTPUT_MATRIX)
-
-    def weight_counts(self) -> tuple[int, int]:
-        """(weights of the GRU matrices, weights of the output layer) of this model."""
-        mats = GRUPhoneModel(self.choice.config).matrices()
-        out = mats[OUTPUT_MATRIX].numel()
-        return sum(w.numel() for w in mats.values()) - out, out
+    def template(self) -> GRUPhoneModel:
+        """An untrained model of this preset: its matrix shapes decide the rates."""
+        return GRUPhoneModel(self.choice.config)
 
     @property
     def choice(self) -> ModelChoice:
@@ -421,13 +408,14 @@ class Settings:
                 **common,
             ),
             retrain=TrainConfig(
-                epochs=self.epochs_retrain,
-                lr=self.lr_retrain,
-                lr_schedule=self.retrain_schedule,  # type: ignore[arg-type]
-                stop_patience=self.stop_patience,
-                keep_best=self.retrain_schedule != "constant",
-                distill_weight=distill,
-                **common,
+                **RECIPE.retrain_kwargs(
+                    epochs=self.epochs_retrain,
+                    lr=self.lr_retrain,
+                    lr_schedule=self.retrain_schedule,
+                    stop_patience=self.stop_patience,
+                    distill_weight=distill,
+                    **common,
+                )
             ),
             prune=prune,
             admm_schedule=ADMMConfig(
@@ -1132,7 +1120,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--prune-method",
         choices=("gradual", "admm"),
-        default="gradual",
+        default=RECIPE.prune_method,
         help="how each row reaches its sparsity: gradual pruning (cubic ramp, the default: "
         "measured better than ADMM at the same budget, see bench/README.md) or ADMM + hard "
         "prune (default: %(default)s)",
@@ -1142,23 +1130,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs-admm",
         dest="epochs_prune",
         type=int,
-        default=6,
+        default=RECIPE.prune_epochs,
         help="epochs of the pruning phase (ADMM: at most this many) (default: %(default)s)",
     )
     g.add_argument(
         "--epochs-retrain",
         type=int,
-        default=14,
+        default=RECIPE.retrain_epochs,
         help="masked retraining epochs, at most (default: %(default)s)",
     )
     g.add_argument("--batch-size", type=int, default=16, help="utterances per batch")
     g.add_argument("--lr", type=float, default=1e-3, help="dense training learning rate")
-    g.add_argument("--lr-prune", "--lr-admm", dest="lr_prune", type=float, default=1e-3)
-    g.add_argument("--lr-retrain", type=float, default=1e-3)
+    g.add_argument("--lr-prune", "--lr-admm", dest="lr_prune", type=float, default=RECIPE.prune_lr)
+    g.add_argument("--lr-retrain", type=float, default=RECIPE.retrain_lr)
     g.add_argument(
         "--retrain-schedule",
         choices=("plateau", "cosine", "constant"),
-        default="plateau",
+        default=RECIPE.retrain_schedule,
         help="masked retraining's learning rate: halved after every epoch without a better "
         "dev PER (plateau), cosine decay, or constant; with plateau or cosine the best "
         "dev-PER epoch is kept (default: %(default)s)",
@@ -1166,7 +1154,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--stop-patience",
         type=int,
-        default=3,
+        default=RECIPE.stop_patience,
         help="end masked retraining after this many epochs without a better dev PER "
         "(0: never) (default: %(default)s)",
     )
@@ -1189,18 +1177,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--admm-updates-per-epoch",
         type=int,
-        default=1,
+        default=RECIPE.admm_updates_per_epoch,
         help="ADMM: Z/U updates (and rho increases) per epoch (default: %(default)s)",
     )
     g.add_argument("--rho", type=float, default=1e-3, help="ADMM: initial penalty")
     g.add_argument(
         "--rho-init-ratio",
         type=float,
-        default=0.5,
+        default=RECIPE.rho_init_ratio,
         help="ADMM: set the initial rho so the penalty is this share of the loss (0: use "
         "--rho) (default: %(default)s)",
     )
-    g.add_argument("--rho-factor", type=float, default=1.5, help="ADMM: rho growth per update")
+    g.add_argument(
+        "--rho-factor", type=float, default=RECIPE.rho_factor, help="ADMM: rho growth per update"
+    )
     g.add_argument(
         "--rho-max",
         type=float,
@@ -1210,7 +1200,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--stop-residual",
         type=float,
-        default=0.05,
+        default=RECIPE.stop_residual,
         help="ADMM: end the phase once ||W - Z|| / ||W|| is at most this (default: %(default)s)",
     )
     g.add_argument(

@@ -48,7 +48,16 @@ from rtmobile_train.features import (
     stack_context,
 )
 from rtmobile_train.model import GRUPhoneModel, ModelConfig, preset
-from rtmobile_train.pruning import ADMMConfig, PruneConfig, make_pruners
+from rtmobile_train.pruning import (
+    DEFAULT_TARGETS,
+    MAX_COL_RATE,
+    OUTPUT_MATRIX,
+    ADMMConfig,
+    PruneConfig,
+    make_pruners,
+    rate_for_overall,
+)
+from rtmobile_train.recipe import RECIPE
 from rtmobile_train.train import (
     PipelineConfig,
     PipelineResult,
@@ -68,9 +77,11 @@ __all__ = [
     "block_shape",
     "evaluate_bspc",
     "evaluate_checkpoint",
+    "gru_rate",
     "load_corpus",
     "new_model",
     "prune",
+    "prune_config_for_rate",
     "runtime_per",
     "torch_device",
     "train_dense",
@@ -279,6 +290,42 @@ def _dev_eval(dev: FrameBatches) -> Any:
     return eval_fn
 
 
+# -- the pruning recipe --------------------------------------------------------------------------
+
+
+def gru_rate(model: GRUPhoneModel, rate: float, output_rate: float | None = None) -> float:
+    """The rate the GRU matrices need so that all of ``model``'s weight matrices compress
+    ``rate``-fold, the output layer dense (or pruned per class at ``output_rate``)."""
+    mats = model.matrices()
+    out = mats[OUTPUT_MATRIX].numel()
+    gru = sum(w.numel() for w in mats.values()) - out
+    return rate_for_overall(rate, gru, out, out if output_rate is None else out / output_rate)
+
+
+def prune_config_for_rate(
+    model: GRUPhoneModel,
+    method: str,
+    rate: float,
+    *,
+    col_rate: float | None = None,
+    num_r: int,
+    num_c: int,
+    num_banks: int = 4,
+    output_rate: float | None = None,
+) -> PruneConfig:
+    """The config that compresses ALL of ``model``'s weight matrices ``rate``-fold: the output
+    layer stays dense (or is pruned per class at ``output_rate``) and counts in the rate, so
+    the GRU matrices are pruned to :func:`gru_rate`."""
+    rate_gru = gru_rate(model, rate, output_rate)
+    targets = DEFAULT_TARGETS if output_rate is None else (*DEFAULT_TARGETS, OUTPUT_MATRIX)
+    if method == "bsp":
+        col_rate = min(rate_gru, MAX_COL_RATE) if col_rate is None else min(col_rate, rate_gru)
+    return PruneConfig.for_rate(
+        method, rate_gru, col_rate=col_rate, num_r=num_r, num_c=num_c, num_banks=num_banks,
+        targets=targets, output_rate=output_rate,
+    )  # fmt: skip
+
+
 # -- the steps -----------------------------------------------------------------------------------
 
 
@@ -341,17 +388,21 @@ def prune(
     num_r: int | None = None,
     num_c: int | None = None,
     num_banks: int = 4,
+    output_rate: float | None = None,
+    prune_method: str = RECIPE.prune_method,
     admm: TrainConfig | None = None,
     retrain: TrainConfig | None = None,
-    admm_updates_per_epoch: int = 2,
+    admm_updates_per_epoch: int = RECIPE.admm_updates_per_epoch,
     schedule: ADMMConfig | None = None,
     batch_size: int = 16,
     device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> PipelineResult:
-    """Prune the dense model in ``checkpoint`` to ``rate`` with ``method``
-    (``PruneConfig.for_rate``): ADMM -> hard prune -> masked retraining (``train.run_pipeline``,
-    dev PER after every epoch), checkpoints in ``out_dir``; resumes from them when they exist.
+    """Prune the dense model in ``checkpoint`` with ``method`` so that all its weight matrices
+    compress ``rate``-fold (:func:`prune_config_for_rate`; the output layer stays dense unless
+    ``output_rate``): gradual pruning or ADMM + hard prune (``prune_method``, settings
+    ``admm``), then masked retraining (``train.run_pipeline``, dev PER after every epoch);
+    :data:`RECIPE` gives the defaults. Checkpoints in ``out_dir``; resumes from them.
 
     ``num_r``/``num_c`` default to the model preset's block geometry (:func:`block_shape`).
     """
@@ -364,25 +415,28 @@ def prune(
         raise ValueError(f"{checkpoint} records no feature configuration (an older checkpoint)")
     if admm_updates_per_epoch < 1:
         raise ValueError(f"admm_updates_per_epoch must be >= 1, got {admm_updates_per_epoch}")
+    if prune_method not in ("gradual", "admm"):
+        raise ValueError(f"prune_method must be 'gradual' or 'admm', got {prune_method!r}")
     out = Path(out_dir)
     own_dense = out / "dense.pt"
     if own_dense.exists() and not own_dense.samefile(checkpoint):
         raise ValueError(f"{out} holds another dense.pt than {checkpoint}: use another folder")
     net = ck.model.to(device)
     default_r, default_c = block_shape(net.cfg)
-    prune_cfg = PruneConfig.for_rate(
-        method, rate, col_rate=col_rate, num_r=num_r or default_r, num_c=num_c or default_c,
-        num_banks=num_banks,
+    prune_cfg = prune_config_for_rate(
+        net, method, rate, col_rate=col_rate, num_r=num_r or default_r,
+        num_c=num_c or default_c, num_banks=num_banks, output_rate=output_rate,
     )  # fmt: skip
     make_pruners(net, prune_cfg)  # a bad block geometry fails before the features are loaded
-    admm, retrain = admm or TrainConfig(epochs=8), retrain or TrainConfig(epochs=8, lr=5e-4)
+    admm = admm or TrainConfig(epochs=RECIPE.prune_epochs, lr=RECIPE.prune_lr)
+    retrain = retrain or TrainConfig(**RECIPE.retrain_kwargs())
     spec, ctx = ck.features, ck.features.context
     data = load_corpus(corpus_dir, spec.fbank, splits=("train", "dev"), progress=progress)
     train = FrameBatches(
         data["train"], batch_size, context=ctx, shuffle=True, seed=admm.seed, device=device
     )
     dev = FrameBatches(data["dev"], 2 * batch_size, context=ctx, device=device)
-    every = max(1, len(train) // admm_updates_per_epoch)
+    every = max(1, len(train) // admm_updates_per_epoch) if prune_method == "admm" else 0
     pcfg = PipelineConfig(
         # The dense phase is done: zero epochs (its checkpoint is resumed only if out_dir is
         # the folder it was trained in).
@@ -390,7 +444,8 @@ def prune(
         admm=replace(admm, admm_update_every=every),
         retrain=retrain,
         prune=prune_cfg,
-        admm_schedule=schedule or ADMMConfig(),
+        admm_schedule=schedule or ADMMConfig(**RECIPE.admm_kwargs()),
+        method=prune_method,  # type: ignore[arg-type]
     )
     return run_pipeline(net, train, pcfg, out, eval_fn=_dev_eval(dev), features=spec)
 

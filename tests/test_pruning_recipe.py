@@ -225,7 +225,7 @@ def test_admm_stops_on_the_residual() -> None:
 # -- learning rate, early stop, best weights, distillation -------------------------------------
 
 
-def test_plateau_halves_the_lr_stops_and_keeps_the_best_epoch() -> None:
+def test_plateau_halves_the_lr_stops_and_keeps_the_best_epoch(tmp_path: Path) -> None:
     model = _tiny()
     cfg = _fast(10, lr_schedule="plateau", stop_patience=2, keep_best=True, lr_min=1e-4)
     trainer = Trainer(model, cfg)
@@ -237,12 +237,13 @@ def test_plateau_halves_the_lr_stops_and_keeps_the_best_epoch() -> None:
         snapshots.append({k: v.clone() for k, v in m.state_dict().items()})
         return {"dev_per": next(devs)}
 
-    hist = trainer.fit(_data(), eval_fn=scripted)
+    hist = trainer.fit(_data(), eval_fn=scripted, ckpt_path=tmp_path / "dense.pt")
     assert [h["lr"] for h in hist] == [1e-2, 1e-2, 1e-2, 5e-3]
     assert trainer.stopped.startswith("dev_per did not improve for 2 epochs")
     assert len(hist) == 4 and trainer.best == 40.0 and trainer.best_epoch == 2
-    for k, v in model.state_dict().items():  # the epoch-2 weights are back
-        assert torch.equal(v, snapshots[1][k])
+    saved = read_checkpoint(tmp_path / "dense.pt")["model"]
+    for k, v in model.state_dict().items():  # the epoch-2 weights are back, and saved
+        assert torch.equal(v, snapshots[1][k]) and torch.equal(saved[k], v)
 
 
 def test_cosine_schedule_ends_at_lr_min() -> None:

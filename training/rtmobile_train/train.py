@@ -554,19 +554,28 @@ class Trainer:
                     log.info("%s: stopped after epoch %d: %s", self.phase, self.epoch, self.stopped)
                 if ckpt_path is not None:
                     save_checkpoint(ckpt_path, self.state_dict())
-        self.restore_best()
+        if self.restore_best() and ckpt_path is not None and is_main:
+            save_checkpoint(ckpt_path, self.state_dict())  # the checkpoint holds what is used
         if self.masks is not None:
             self.masks.check(self.pruners)
         return self.history
 
-    def restore_best(self) -> None:
-        """With ``keep_best``: load the weights of the epoch with the best monitored value."""
-        if self.cfg.keep_best and self.best_state is not None and self.best_epoch != self.epoch:
-            self.model.load_state_dict(self.best_state)
-            log.info(
-                "%s: restored the weights of epoch %d (%s %.4g)",
-                self.phase, self.best_epoch, self.cfg.monitor, self.best,
-            )  # fmt: skip
+    def restore_best(self) -> bool:
+        """With ``keep_best``: load the weights of the epoch with the best monitored value
+        (True when that changed the weights)."""
+        if not (self.cfg.keep_best and self.best_state is not None):
+            return False
+        current = self.model.state_dict()
+        if all(
+            torch.equal(current[k], v.to(current[k].device)) for k, v in self.best_state.items()
+        ):
+            return False
+        self.model.load_state_dict(self.best_state)
+        log.info(
+            "%s: restored the weights of epoch %d (%s %.4g)",
+            self.phase, self.best_epoch, self.cfg.monitor, self.best,
+        )  # fmt: skip
+        return True
 
     # -- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -316,3 +316,31 @@ def test_frame_batches_cover_every_utterance_once_per_epoch() -> None:
     stacked = FrameBatches(split, 8, context=1)
     first = next(iter(stacked))
     assert first.feats.shape[-1] == 9 and int(first.lengths[0]) == int(lengths.max())
+
+
+def test_timing_goes_into_the_table_and_the_time_plot(first_run: dict[str, Path]) -> None:
+    run, res = first_run["out"], first_run["results"]
+    script = Path(__file__).resolve().parents[1] / "bench" / "time_table1.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--run", str(run), "--frames", "40", "--warmup", "5",
+         "--repeats", "2"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    for name in ROWS:
+        timing = json.loads((run / "rows" / f"{name}.timing.json").read_text())
+        assert timing["us_per_frame"]["rtmobile"] > 0 and timing["us_per_frame"]["scipy-csr"] > 0
+        assert len(timing["samples"]["rtmobile"]) == 2
+    # CSR holds the row's kept weights (a kept weight that is exactly 0 is dropped)
+    row = json.loads((run / "rows" / "bsp-4x.json").read_text())
+    nonzeros = json.loads((run / "rows" / "bsp-4x.timing.json").read_text())["nonzeros"]
+    assert 0.98 * row["params_kept"] <= nonzeros <= row["params_kept"]
+    assert main(_args(first_run["corpus"], run, res)) == 0
+    md = (res / f"{STEM}.md").read_text()
+    header, _, *body = _table_rows(md)
+    col = header.index("µs/frame runtime⁴")
+    assert all(float(r[col]) > 0 for r in body)
+    assert "Measured by `python bench/time_table1.py" in md
+    png = (res / f"{STEM}-time.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert "timing" in json.loads((res / f"{STEM}.json").read_text())["rows"][1]

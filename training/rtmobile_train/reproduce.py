@@ -825,8 +825,8 @@ def render_table(results: Mapping[str, Any]) -> str:
         "",
         "| Row | Method | Target rate | Achieved rate¹ | Column rate | Row rate | Weights kept² "
         "| PER seen (%) | PER held-out (%) | Δ seen | Δ held-out | Paper (TIMIT) "
-        "| Target Δ | Met³ | Compute |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|--:|",
+        "| Target Δ | Met³ | µs/frame runtime⁴ | µs/frame CSR⁴ | Compute |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|--:|--:|--:|",
     ]
     targets = TARGETS.get(s["model"], {})
     for r in rows:
@@ -857,6 +857,7 @@ def render_table(results: Mapping[str, Any]) -> str:
                     paper_d,
                     "-" if target is None else f"≤ +{target:g}",
                     met or "-",
+                    *(_fmt_us(r, engine) for engine in ("rtmobile", "scipy-csr")),
                     _fmt_hours(sum(r["seconds"].values())),
                 ]
             )
@@ -892,6 +893,7 @@ def render_table(results: Mapping[str, Any]) -> str:
         "³ Targets (the acceptance bar for this model, judged on the seen-voice PER over our "
         'own dense baseline). "Paper" is the PER degradation the paper reports on TIMIT with '
         "its 9.6M model (ESE, BBS: as quoted in the paper, over their own baselines).  ",
+        _timing_note(rows),
         "PER: greedy decoding (argmax, runs under 3 frames dropped, repeats collapsed) of "
         "the frame-wise GRU, scored on the "
         "39 folded phones with silence kept (Kaldi TIMIT convention); Δ = PER(pruned) - "
@@ -905,8 +907,35 @@ def render_table(results: Mapping[str, Any]) -> str:
         *_trace_lines(rows),
         f"![PER vs compression]({results.get('stem', 'table1')}.png)",
         "",
+        *(
+            [f"![PER vs streaming time]({results.get('stem', 'table1')}-time.png)", ""]
+            if any("timing" in r for r in rows)
+            else []
+        ),
+        "",
     ]
     return "\n".join(lines)
+
+
+def _fmt_us(row: Mapping[str, Any], engine: str) -> str:
+    us = row.get("timing", {}).get("us_per_frame", {}).get(engine)
+    return "-" if us is None else f"{us:.1f}"
+
+
+def _timing_note(rows: Sequence[Mapping[str, Any]]) -> str:
+    timed = [r["timing"] for r in rows if "timing" in r]
+    if not timed:
+        return "⁴ Not timed yet: `python bench/time_table1.py --run RUN` (on a quiet machine).  "
+    t = timed[0]
+    load = t.get("loadavg_end") or [float("nan")]
+    return (
+        "⁴ Streaming time per frame (batch 1, one frame per call, state carried; median of "
+        f"{t.get('repeats')} samples of {t.get('frames')} frames), one thread: "
+        "the exported `.bspc` in the C++ runtime, and the same weights (zeros dropped) as scipy "
+        "CSR in a Python GRU loop, which is how an unstructured model runs without a block "
+        f"format. Measured by `{t['command']}` on {t['machine']['cpu']}, {t['date']}, load "
+        f"average {load[0]:.2f} at the end.  "
+    )
 
 
 def _recipe_text(s: Mapping[str, Any]) -> str:
@@ -1042,6 +1071,51 @@ def render_plot(results: Mapping[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+# How each method runs: block-structured rows in the runtime, unstructured ones as CSR.
+TIMED_AS = {"dense": "rtmobile", "bsp": "rtmobile", "row": "rtmobile", "magnitude": "scipy-csr",
+            "bbs": "scipy-csr"}  # fmt: skip
+
+
+def render_time_plot(results: Mapping[str, Any], path: Path) -> bool:
+    """PER (seen voices) against streaming time per frame, the choice a user faces: block
+    rows timed in the runtime, unstructured rows as scipy CSR. False when nothing is timed."""
+    rows = [r for r in results["rows"] if "timing" in r]
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
+    markers = {"dense": "*", "bsp": "o", "magnitude": "s", "row": "v", "bbs": "D"}
+    for method in METHOD_ORDER:
+        pts = [
+            (r["timing"]["us_per_frame"][TIMED_AS[method]], r["scores"]["test"]["per"], r["name"])
+            for r in rows
+            if r["method"] == method
+        ]
+        if not pts:
+            continue
+        engine = "runtime" if TIMED_AS[method] == "rtmobile" else "scipy CSR"
+        xs, ys, _ = zip(*pts, strict=True)
+        label = f"{METHOD_LABELS[method]}, {engine}"
+        ax.scatter(xs, ys, marker=markers[method], s=50, label=label)
+        for x, y, name in pts:
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("streaming time per frame, one thread (µs, log scale)")
+    ax.set_ylabel("PER, seen voices (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(f"PER vs speed, {results['settings']['model']} GRU (lower left is better)")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return True
+
+
 def finished_rows(run_dir: Path, settings: Settings, steps_per_epoch: int) -> list[dict[str, Any]]:
     """Every finished row of ``run_dir`` that is current for ``settings``, in table order."""
     found = []
@@ -1054,8 +1128,17 @@ def finished_rows(run_dir: Path, settings: Settings, steps_per_epoch: int) -> li
         except (KeyError, ValueError):
             continue
         if data.get("fingerprint") == _digest(settings.row_settings(row, steps_per_epoch)):
+            timing = _read_json(path.with_name(f"{row.name}.timing.json"))
+            if timing is not None and timing.get("fingerprint") == data["fingerprint"]:
+                data["timing"] = {k: timing[k] for k in TIMING_KEYS if k in timing}
             found.append((_row_order(row), data))
     return [d for _, d in sorted(found, key=lambda t: t[0])]
+
+
+# What the table keeps of a row's timing (bench/time_table1.py writes rows/<row>.timing.json).
+TIMING_KEYS = (
+    "us_per_frame", "nonzeros", "date", "machine", "loadavg_end", "command", "repeats", "frames",
+)  # fmt: skip
 
 
 # -- command line ----------------------------------------------------------------------------------
@@ -1392,6 +1475,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     tmp.write_text(render_table(results))
     os.replace(tmp, out / f"{stem}.md")
     render_plot(results, out / f"{stem}.png")
+    render_time_plot(results, out / f"{stem}-time.png")
     log.info("wrote %s.{md,png,json} in %s, and %s", stem, out, run_dir / "results.json")
     return results
 

@@ -23,8 +23,8 @@ from rtmobile_train.evaluate import greedy_decode
 from rtmobile_train.export import export_bspc, load_checkpoint
 from rtmobile_train.features import FeatureStats
 from rtmobile_train.model import GRUPhoneModel
-from rtmobile_train.pruning import ADMMConfig
-from rtmobile_train.reproduce import MODELS, FrameBatches, RowSpec, SplitData, load_corpus
+from rtmobile_train.pruning import ADMMConfig, PruneConfig
+from rtmobile_train.reproduce import MODELS, FrameBatches, SplitData, load_corpus
 from rtmobile_train.train import PipelineConfig, TrainConfig, run_pipeline, seed_everything
 
 _INSTALL = "apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
@@ -54,8 +54,11 @@ def exported(
     model = GRUPhoneModel(choice.config)
     model.set_normalization(stats.mean, stats.var)
     fast = TrainConfig(epochs=1, lr=1e-2, progress=False)
-    prune = RowSpec("bsp-4x", "bsp", 4, 2, 2).prune_config(choice.num_r, choice.num_c, 4)
-    assert prune is not None
+    # columns by 2, rows to 4x; the output layer pruned per class (one strip per row)
+    prune = PruneConfig.for_rate(
+        "bsp", 4.0, col_rate=2.0, num_r=choice.num_r, num_c=choice.num_c,
+        targets=("l*.w_ih", "l*.w_hh", "out.w"), output_rate=2.0,
+    )  # fmt: skip
     cfg = PipelineConfig(
         dense=fast, admm=fast, retrain=fast, prune=prune,
         admm_schedule=ADMMConfig(rho=0.05, rho_factor=2.0, rho_max=1.0),

@@ -29,7 +29,7 @@ from rtmobile_train.recipe import RECIPE
 
 TRAIN_EXTRAS = 'pip install ".[train]"'
 # rtmobile_train.workflow.MODELS, named here without importing torch (a test keeps them equal)
-MODEL_PRESETS = ("paper", "small", "tiny")
+MODEL_PRESETS = ("medium", "paper", "small", "tiny")
 
 
 def _fail(message: str) -> NoReturn:

@@ -8,9 +8,9 @@ One command, from the repository root::
    ``data/festival-small`` (or reuses it);
 2. runs the Table I pipeline (``rtmobile_train.reproduce``) for the dense ``small`` model
    (2 x GRU 128 on 40-d fbank spliced +-5 frames) and one BSP row (``bsp-4x`` by default:
-   the small model loses too much at 10x, see the README): dense training,
-   ADMM (Algorithm 1), hard prune, masked retraining, PER on the seen voices and on the
-   held-out voice; everything is resumable under ``runs/bundle``;
+   the small model loses too much at 10x, see the README): dense training, pruning with
+   ``reproduce``'s default recipe (``rtmobile_train.recipe``), masked retraining, PER on the
+   seen voices and on the held-out voice; everything is resumable under ``runs/bundle``;
 3. exports the pruned model at fp16 with its feature configuration, decoder setting and the
    PERs of the exported file (run by the C++ runtime) as metadata, and copies a short test
    utterance (a sentence never trained on) as ``sample.wav``;
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the model and wav go")
     p.add_argument("--rate", type=int, default=4, help="BSP compression rate (default 4)")
     p.add_argument("--epochs-dense", type=int, default=15)
-    p.add_argument("--epochs-admm", type=int, default=4)
+    p.add_argument("--epochs-prune", "--epochs-admm", dest="epochs_prune", type=int, default=4)
     p.add_argument("--epochs-retrain", type=int, default=12)
     p.add_argument("--lr-retrain", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rargv = [
         "--corpus", args.corpus, "--corpus-dir", str(corpus_dir), "--model", "small",
         "--rows", row, "--out", str(args.run_dir), "--results-dir", str(results_dir),
-        "--epochs-dense", str(args.epochs_dense), "--epochs-admm", str(args.epochs_admm),
+        "--epochs-dense", str(args.epochs_dense), "--epochs-prune", str(args.epochs_prune),
         "--epochs-retrain", str(args.epochs_retrain), "--lr-retrain", str(args.lr_retrain),
     ]  # fmt: skip
     if args.threads is not None:

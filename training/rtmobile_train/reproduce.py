@@ -1062,7 +1062,8 @@ def render_plot(results: Mapping[str, Any], path: Path) -> None:
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("PER (%)")
-    axes[0].legend(fontsize=8)
+    if axes[0].get_legend_handles_labels()[0]:  # only the dense row: nothing to label
+        axes[0].legend(fontsize=8)
     fig.suptitle(f"PER vs compression, {results['settings']['model']} GRU, Festival corpus")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")

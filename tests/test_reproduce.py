@@ -275,6 +275,12 @@ def test_row_variants_override_the_settings() -> None:
     assert plain is not None and plain.retrain.distill_weight == 0.0
     assert (plain.prune.num_r, plain.prune.num_c) == (32, 4)
     assert plain.retrain.lr_schedule == "plateau" and plain.retrain.keep_best
+    # the control: the dense model trained on for a pruned row's whole budget, nothing pruned
+    ft = s.pipeline(parse_row("dense-ft"), steps_per_epoch=100, progress=False)
+    assert ft is not None and ft.admm.epochs == 0
+    assert ft.retrain.epochs == plain.admm.epochs + plain.retrain.epochs
+    assert ft.retrain.lr_schedule == plain.retrain.lr_schedule and ft.retrain.keep_best
+    assert ft.prune.method == "magnitude" and ft.prune.sparsity == 0.0
 
 
 @pytest.mark.parametrize(

@@ -193,6 +193,7 @@ class RowSpec:
     num_r: int | None = None
     num_c: int | None = None
     distill: bool | None = None
+    continued: bool = False  # dense-ft: the dense model trained on like a pruned row, unpruned
 
     def gru_rate(self, settings: Settings) -> float:
         """The rate the GRU matrices need for ``rate`` over all weights (the output layer
@@ -200,6 +201,8 @@ class RowSpec:
         return gru_rate(settings.template(), self.rate, settings.output_rate)
 
     def prune_config(self, settings: Settings) -> PruneConfig | None:
+        if self.continued:  # keeps every weight: masked retraining is then plain training
+            return PruneConfig("magnitude", sparsity=0.0)
         if self.method == "dense":
             return None
         return prune_config_for_rate(
@@ -220,6 +223,12 @@ DEFAULT_ROWS: tuple[RowSpec, ...] = (
     RowSpec("bbs-10x", "bbs", 10),
     RowSpec("row-10x", "row", 10),
 )
+
+
+# The control for every pruned row: the dense model trained on for the same epochs with the same
+# learning-rate schedule, early stop and best-epoch rule, nothing pruned. A pruned row's gain
+# over the dense row that this row also shows comes from the longer training, not the pruning.
+DENSE_CONTINUED = RowSpec("dense-ft", "dense", 1.0, continued=True)
 
 
 @dataclass(frozen=True)
@@ -265,6 +274,8 @@ def parse_row(name: str) -> RowSpec:
     for row in DEFAULT_ROWS:
         if row.name == name:
             return row
+    if name == DENSE_CONTINUED.name:
+        return DENSE_CONTINUED
     m = _ROW_RE.match(name)
     if not m:
         raise ValueError(
@@ -393,7 +404,10 @@ class Settings:
         prune = row.prune_config(self)
         if prune is None:
             return None
-        method = row.prune_method or self.prune_method
+        method = "admm" if row.continued else (row.prune_method or self.prune_method)
+        epochs_prune, epochs_retrain = self.epochs_prune, self.epochs_retrain
+        if row.continued:  # the pruned rows' whole budget, all of it spent training
+            epochs_prune, epochs_retrain = 0, epochs_prune + epochs_retrain
         every = max(1, steps_per_epoch // max(1, self.admm_updates_per_epoch))
         common = {"grad_clip": self.grad_clip, "seed": self.seed, "progress": progress}
         distill = self.distill_weight
@@ -402,14 +416,14 @@ class Settings:
         return PipelineConfig(
             dense=self.dense_config(progress=progress),
             admm=TrainConfig(
-                epochs=self.epochs_prune,
+                epochs=epochs_prune,
                 lr=self.lr_prune,
                 admm_update_every=every if method == "admm" else 0,
                 **common,
             ),
             retrain=TrainConfig(
                 **RECIPE.retrain_kwargs(
-                    epochs=self.epochs_retrain,
+                    epochs=epochs_retrain,
                     lr=self.lr_retrain,
                     lr_schedule=self.retrain_schedule,
                     stop_patience=self.stop_patience,
@@ -660,7 +674,7 @@ def _finish_row(
         "format": ROW_FORMAT,
         "name": row.name,
         "method": row.method,
-        "prune_method": None if pcfg is None else pcfg.method,
+        "prune_method": None if pcfg is None or row.continued else pcfg.method,
         "target_rate": row.rate,
         "gru_target_rate": None if pcfg is None else row.gru_rate(ctx.settings),
         "col_rate": col_rate,
@@ -839,6 +853,8 @@ def render_table(results: Mapping[str, Any]) -> str:
         met = "" if target is None or d_seen is None else ("✓" if d_seen <= target else "✗")
         paper_d = paper.reported if paper else "-"
         how = f" ({r['prune_method']})" if r.get("prune_method") else ""
+        if r["name"] == DENSE_CONTINUED.name:
+            how = ", trained on (control)"
         lines.append(
             "| "
             + " | ".join(
@@ -1425,7 +1441,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         log.info("dense: PER test %.2f%%", dense_row["scores"]["test"]["per"])
         bar.update(1)
         for row in rows:
-            if row.method == "dense":
+            if row.method == "dense" and not row.continued:
                 continue
             bar.set_postfix_str(row.name, refresh=True)
             res = run_pruned_row(ctx, row, dense_ckpt)

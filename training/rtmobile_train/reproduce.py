@@ -2,11 +2,15 @@
 
 One command runs the whole study (from the repository root)::
 
-    python -m rtmobile_train.reproduce
+    python -m rtmobile_train.reproduce                  # the small model
+    python -m rtmobile_train.reproduce --model medium   # the main reproduction target
 
-and writes ``bench/results/table1.md`` (+ ``table1.png``, ``table1.json``) and, under the run
-folder ``runs/table1/``, every checkpoint, every exported ``.bspc`` model and ``results.json``.
-``--help`` lists the options; ``--list-rows`` the rows of the sweep.
+and writes ``bench/results/table1-<model>.md`` (+ ``.png``, ``.json``) and, under the run folder
+(``runs/table1/`` for the small model, ``runs/table1-<corpus>-<model>/`` otherwise), every
+checkpoint, every exported ``.bspc`` model and ``results.json``. ``--help`` lists the options;
+``--list-rows`` the rows of the sweep. ``python bench/time_table1.py --run RUN`` then times
+every exported model (on a quiet machine) and the next run of this command adds the timings
+and the PER-against-time plot (``table1-<model>-time.png``).
 
 Steps
 -----
@@ -18,23 +22,24 @@ Steps
    training frames become the model's built-in normalisation (so the exported BSPC file is fed
    raw features).
 3. **Dense baseline**, trained once (``<run>/dense/dense.pt``).
-4. **Each row** of the sweep starts from the dense checkpoint: ADMM (W/Z/U steps, growing rho)
-   -> hard prune -> masked retraining (``train.run_pipeline``) -> PER on ``test`` (seen voices)
-   and ``test_heldout`` (held-out voice) -> export ``<run>/rows/<row>/model.bspc`` -> the
-   exported file is re-scored with the C++ runtime (``rtmobile_rt``) as a check that the
-   deployed model is the evaluated one.
+4. **Each row** of the sweep starts from the dense checkpoint and follows the recipe
+   (``rtmobile_train.recipe``): gradual pruning to the row's rate (or ADMM + hard prune, with
+   ``--prune-method admm`` or a row named ``...-admm``) -> masked retraining with a learning rate
+   halved on every dev-PER plateau, early stop and the best epoch kept -> PER on ``test``
+   (seen voices) and ``test_heldout`` (held-out voice) -> export
+   ``<run>/rows/<row>/model.bspc`` -> the exported file is re-scored with the C++ runtime
+   (``rtmobile_rt``) as a check that the deployed model is the evaluated one.
 
-Rows (``--list-rows``): BSP at 1x (the dense model), 10x (column rate 10, no row pruning),
-19x, 29x, 43x and 103x (column rate 16, the paper's split, then rows pruned until each matrix
-reaches the row's rate: ``BSPPruner.target_rate``. The paper's nominal row rates 1.25, 1.8,
-2.7 and 6.4 fall short of their products because step 2 of Algorithm 1 also drops rows that
-step 1 already emptied: 16 x 1.25 gave 17.9x and 16 x 2.7 gave 32.8x on the small model);
-and the baselines at 8x and
-16x: unstructured magnitude pruning (ESE-like), whole-row pruning, bank-balanced sparsity (BBS).
-Other rows can be named on the command line: ``bsp-<rate>x`` (column rate min(rate, 16), the
-rest by rows; ``bsp-<rate>x-c<col>`` sets the column rate), ``magnitude-<rate>x``,
-``row-<rate>x``, ``bbs-<rate>x``. Every weight matrix is pruned (GRU W_ih, W_hh of both layers
-and the output layer; see ``pruning.py`` for why the output layer too); biases never.
+Rows (``--list-rows``): the dense model; BSP at 10x, 19x, 43x and 103x; magnitude
+(unstructured) at 10x and 19x; bank-balanced (BBS) and row pruning at 10x. A rate is over
+**all** weight matrices: the output layer stays dense (``--output-rate`` prunes it per class,
+so no phone is ever emptied) and counts as kept, so the GRU matrices are pruned harder (10x on
+the small model: 11.7x on the GRU matrices). BSP prunes columns by ``min(GRU rate, 16)`` and
+rows for the rest (``BSPPruner.target_rate``). Other rows can be named on the command line:
+``<method>-<rate>x`` plus any of ``-c<column rate>``, ``-nr<Num_r>``, ``-nc<Num_c>``,
+``-admm``/``-gradual``, ``-kd`` (distillation from the dense model); ``dense-ft`` is the
+control: the dense model trained on for a pruned row's whole budget with the same learning-rate
+rule, nothing pruned.
 
 Model and block geometry
 ------------------------
@@ -44,35 +49,36 @@ strip of the first layer a handful of the 40 mel bins (4 at 10x) and the pruned 
 nearly blind. The paper's 9.6M-parameter model (``--model paper``: 440-d spliced input, 960
 units) costs about 30x the compute per frame of ``small``; on two CPU cores a sweep of it takes
 weeks. ``--model paper`` (with ``--device cuda`` where torch sees a GPU) is there for users with
-the time or the hardware; nothing else changes.
+the time or the hardware; nothing else changes. ``--model medium`` (2 x GRU 512 on the same
+input, 3.1M parameters) is the main reproduction target: wide enough that a 10x strip still
+keeps 51 of 512 recurrent inputs, at about 6x the small model's training cost.
 BSP blocks (Num_r strips x Num_c column blocks): the paper's mobile limits are Num_r <= 32,
 Num_c <= 4 for 2880-row matrices (strips of 90 rows). The small model's matrices are 384 x 440,
 384 x 128 and 39 x 128, so it uses Num_r = 32 (strips of 12 rows, the same share of the rows as
 the paper's 90 of 2880; the 39-row output layer gets strips of 1-2 rows), Num_c = 4 (column
-blocks of 110 or 32); ``paper`` uses 32 x 4 and ``tiny``
-(tests) 4 x 2. BBS uses 4 banks per row. ``--num-r``/``--num-c``/``--num-banks`` override.
+blocks of 110 or 32); ``medium`` and ``paper`` use 32 x 4 and ``tiny`` (tests) 4 x 2. BBS
+uses 4 banks per row. ``--num-r``/``--num-c``/``--num-banks`` override.
 
 Resuming
 --------
 Everything is cached: the corpus (per-utterance sidecars), the features, the dense model
-(checkpoint per epoch) and each row (``admm.pt``/``retrain.pt`` per epoch, then
-``rows/<row>.json`` when finished). Re-running the same command skips finished rows and resumes
-a half-finished one from its last checkpoint. A row whose settings changed (e.g. another
-``--epochs-retrain``) is recomputed; a run folder made with other base settings (corpus, model,
-dense training) is refused: pass another ``--out``. ``--rows bsp-*,bbs-8x`` runs a subset; the
-table always shows every finished row of the run folder.
+(checkpoint per epoch) and each row (``gradual.pt`` or ``admm.pt``, then ``retrain.pt``, per
+epoch, then ``rows/<row>.json`` when finished). Re-running the same command skips finished rows
+and resumes a half-finished one from its last checkpoint (a run killed mid-epoch redoes that
+epoch from the same state and random-number streams, so the result is the same). A row whose
+settings changed (e.g. another ``--epochs-retrain``) is recomputed; a run folder made with
+other base settings (corpus, model, dense training) is refused: pass another ``--out``.
+``--rows bsp-*,bbs-10x`` runs a subset; the table always shows every finished row of the run
+folder.
 
-Wall time (measured 2026-11-23 on a 2-core Intel Xeon, torch 2.13 CPU, 2 threads)
----------------------------------------------------------------------------------
-Corpus synthesis: the ``default`` preset's 4800 utterances in 12 min with 2 workers (the
-``small`` preset's 1600 in 2.3 min); features about 120 utterances/s. Training the ``small``
-model (batch 16): 16 s per epoch over the ``small`` preset's 1.37 h of audio (about 31,000
-frames/s), the same for ADMM and masked retraining, so about 43 s per epoch over the
-``default`` preset's 4.1 h. The full default sweep (dense 12 epochs + 11 pruned rows x (4 ADMM
-+ 8 retraining epochs) = 144 epochs, plus per-epoch dev scoring and the final evaluations)
-took 1.81 h of compute: 9.0-10.2 min per row, one row per invocation with ``--rows``. Never
+Wall time (measured 2026-12-03 on a 2-core AMD EPYC, torch 2.13 CPU, 2 threads)
+-------------------------------------------------------------------------------
+Corpus synthesis: the ``default`` preset's 4800 utterances in about 5 min with 2 workers;
+features about 120 utterances/s. An epoch of the ``small`` model (batch 16) over the
+``default`` preset's 4.1 h of audio takes about 57 s on a quiet machine (more when anything
+else runs); a row of the recipe is at most 6 + 14 epochs plus a dev scoring per epoch. Never
 run two trainings at once on two cores: torch's spinning worker threads then made an epoch
-10x slower (168 s).
+10x slower.
 """
 
 from __future__ import annotations
@@ -1170,7 +1176,8 @@ def build_parser() -> argparse.ArgumentParser:
             "-> masked retrain), PER on seen and held-out voices, BSPC export, table and plot. "
             "Resumable: re-run the same command to continue."
         ),
-        epilog="Full sweep (about 2 h on 2 CPU cores): python -m rtmobile_train.reproduce",
+        epilog="Small-model sweep: python -m rtmobile_train.reproduce (a row takes up to 20 "
+        "epochs of about a minute on 2 CPU cores); --model medium costs about 6x that.",
     )
     g = p.add_argument_group("what to run")
     g.add_argument(

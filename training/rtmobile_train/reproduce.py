@@ -812,7 +812,7 @@ def _fmt_hours(seconds: float) -> str:
 
 
 def render_table(results: Mapping[str, Any]) -> str:
-    """``table1.md`` from the raw ``results`` (what ``results.json`` holds)."""
+    """``table1-<model>.md`` from the raw ``results`` (what ``results.json`` holds)."""
     rows = results["rows"]
     dense = next((r for r in rows if r["method"] == "dense"), None)
     base_seen = dense["scores"]["test"]["per"] if dense else None

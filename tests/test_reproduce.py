@@ -350,3 +350,12 @@ def test_timing_goes_into_the_table_and_the_time_plot(first_run: dict[str, Path]
     png = (res / f"{STEM}-time.png").read_bytes()
     assert png.startswith(b"\x89PNG")
     assert "timing" in json.loads((res / f"{STEM}.json").read_text())["rows"][1]
+
+
+def test_row_fingerprint_ignores_fields_at_their_default() -> None:
+    # a field added later at a neutral default must not invalidate every finished row
+    assert parse_row("bsp-10x").settings() == {"name": "bsp-10x", "method": "bsp", "rate": 10.0}
+    assert parse_row("bsp-10x-nr128-admm").settings() == {
+        "name": "bsp-10x-nr128-admm", "method": "bsp", "rate": 10.0, "prune_method": "admm",
+        "num_r": 128,
+    }  # fmt: skip

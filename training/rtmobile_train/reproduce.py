@@ -100,7 +100,7 @@ import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,16 @@ class RowSpec:
     num_c: int | None = None
     distill: bool | None = None
     continued: bool = False  # dense-ft: the dense model trained on like a pruned row, unpruned
+
+    def settings(self) -> dict[str, Any]:
+        """What the fingerprint hashes: the fields that are set. A field at its default is left
+        out, so adding a field (at a default that keeps the old behaviour) does not invalidate
+        every finished row."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name in ("name", "method", "rate") or getattr(self, f.name) != f.default
+        }
 
     def gru_rate(self, settings: Settings) -> float:
         """The rate the GRU matrices need for ``rate`` over all weights (the output layer
@@ -451,7 +461,7 @@ class Settings:
 
     def row_settings(self, row: RowSpec, steps_per_epoch: int) -> dict[str, Any]:
         """What a row's result depends on (on top of the dense model)."""
-        d: dict[str, Any] = {"base": _digest(self.base()), "row": asdict(row)}
+        d: dict[str, Any] = {"base": _digest(self.base()), "row": row.settings()}
         pcfg = self.pipeline(row, steps_per_epoch=steps_per_epoch, progress=False)
         if pcfg is not None:
             d.update(

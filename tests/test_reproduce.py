@@ -224,7 +224,7 @@ def _settings(*extra: str) -> Any:
 
 def test_rates_count_the_dense_output_layer() -> None:
     s = _settings("--model", "medium")
-    mats = s.template().matrices()
+    mats = s.template.matrices()
     out = mats["out.w"].numel()
     gru = sum(w.numel() for w in mats.values()) - out
     assert (gru, out) == (3_035_136, 39 * 512)

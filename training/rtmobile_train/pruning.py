@@ -702,7 +702,7 @@ class ADMM:
     @torch.no_grad()
     def relative_residual(self) -> float:
         """||W - Z||_F / ||W||_F over all pruned matrices together (0 for all-zero W)."""
-        num = sum(float((w.detach() - self.Z[n]).pow(2).sum()) for n, w in self.params.items())
+        num = sum(r * r for r in self.residuals().values())
         den = sum(float(w.detach().pow(2).sum()) for w in self.params.values())
         return math.sqrt(num / den) if den > 0 else 0.0
 
@@ -884,10 +884,6 @@ class GradualPruning:
             self.params, {n: torch.ones_like(w, dtype=torch.bool) for n, w in self.params.items()}
         )
 
-    @property
-    def done(self) -> bool:
-        return self.step >= self.total_steps
-
     @torch.no_grad()
     def prune_to(self, fraction: float) -> None:
         """Re-project every matrix at ``fraction`` of the final sparsity and zero the rest."""
@@ -901,12 +897,12 @@ class GradualPruning:
     def after_step(self) -> None:
         """Call after every optimizer step: re-zero pruned weights, prune further when due."""
         self.step += 1
-        if self.step >= self.total_steps:
-            if self.fraction < 1.0:
-                self.prune_to(1.0)
-        elif self.step % self.update_every == 0:
+        if self.step >= self.total_steps and self.fraction < 1.0:
+            self.prune_to(1.0)
+        elif self.step < self.total_steps and self.step % self.update_every == 0:
             self.prune_to(cubic_fraction(self.step / self.total_steps))
-        self.masks.apply()
+        else:
+            self.masks.apply()
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "fraction": self.fraction, "masks": self.masks.state_dict()}

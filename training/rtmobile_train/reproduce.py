@@ -87,6 +87,7 @@ import argparse
 import contextlib
 import datetime
 import fnmatch
+import functools
 import hashlib
 import importlib.util
 import json
@@ -214,7 +215,7 @@ class RowSpec:
     def gru_rate(self, settings: Settings) -> float:
         """The rate the GRU matrices need for ``rate`` over all weights (the output layer
         dense, or pruned at ``settings.output_rate``)."""
-        return gru_rate(settings.template(), self.rate, settings.output_rate)
+        return gru_rate(settings.template, self.rate, settings.output_rate)
 
     def prune_config(self, settings: Settings) -> PruneConfig | None:
         if self.continued:  # keeps every weight: masked retraining is then plain training
@@ -222,7 +223,7 @@ class RowSpec:
         if self.method == "dense":
             return None
         return prune_config_for_rate(
-            settings.template(), self.method, self.rate, col_rate=self.col_rate,
+            settings.template, self.method, self.rate, col_rate=self.col_rate,
             num_r=self.num_r or settings.num_r, num_c=self.num_c or settings.num_c,
             num_banks=settings.num_banks, output_rate=settings.output_rate,
         )  # fmt: skip
@@ -377,8 +378,9 @@ class Settings:
     fbank: FbankConfig = field(default_factory=FbankConfig)
     output_rate: float | None = None  # None: the output layer stays dense
 
+    @functools.cached_property
     def template(self) -> GRUPhoneModel:
-        """An untrained model of this preset: its matrix shapes decide the rates."""
+        """An untrained model of this preset, built once: its matrix shapes decide the rates."""
         return GRUPhoneModel(self.choice.config)
 
     @property

@@ -102,7 +102,7 @@ def test_config_errors_and_round_trip() -> None:
         compute_fbank(_audio(0.1), sample_rate=8000)
     cfg = FbankConfig(num_mel_bins=64)
     assert FbankConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(FeatureError, match="unknown FbankConfig fields"):
+    with pytest.raises(FeatureError, match="FbankConfig has unknown fields"):
         FbankConfig.from_dict({"nfft": 512})
 
 

@@ -108,7 +108,7 @@ def test_cli_transcribe(tmp_path: Path, audio: np.ndarray) -> None:
     notaudio = tmp_path / "x.wav"
     notaudio.write_bytes(b"nope")
     result = runner.invoke(main, ["transcribe", str(notaudio), "--model", str(model)])
-    assert result.exit_code == 2 and "cannot read audio" in result.output
+    assert result.exit_code == 2 and "not a readable WAV/audio file" in result.output
 
 
 @pytest.mark.parametrize("min_frames", [1, 2, 3, 4])

@@ -11,50 +11,116 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import numpy as np
 
 from rtmobile_rt import FormatError, Session, __version__
 from rtmobile_train.bspc import MAGIC as BSPC_MAGIC
+from rtmobile_train.bspc import MAX_LAYERS
 from rtmobile_train.data.festival_corpus import PRESETS as CORPUS_PRESETS
 from rtmobile_train.recipe import RECIPE
+
+if TYPE_CHECKING:
+    from rtmobile_rt.transcribe import FeatureSpec
 
 TRAIN_EXTRAS = 'pip install ".[train]"'
 # rtmobile_train.workflow.MODELS, named here without importing torch (a test keeps them equal)
 MODEL_PRESETS = ("medium", "paper", "small", "tiny")
 
 
+# A closed stdout pipe (`rtmobile transcribe | head -2`) ends the program silently with the
+# status a shell reports for a Unix tool killed by SIGPIPE (`cat`, `yes`): 128 + 13. It is not
+# 0, since the output was cut short, so `set -o pipefail` scripts see it as they see those tools.
+# (The process exits normally with that status rather than killing itself with SIGPIPE, which
+# would also kill a program or test runner calling main() in-process.)
+EXIT_BROKEN_PIPE = 141
+
+
+def _debug() -> bool:
+    """Whether `rtmobile --debug` was given (for the command being run)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().params.get("debug"))
+
+
 def _fail(message: str) -> NoReturn:
+    """End the command: one ``Error:`` line on stderr, exit status 2. With --debug, the
+    traceback of the exception being handled (if any) comes first, for bug reports."""
+    if _debug() and sys.exc_info()[0] is not None:
+        traceback.print_exc()
     lines = [ln.strip() for ln in str(message).strip().splitlines() if ln.strip()]
     click.echo(f"Error: {lines[0] if lines else 'failed'}", err=True)
     sys.exit(2)
 
 
+def _stdout_closed() -> NoReturn:
+    # Point stdout at /dev/null: the interpreter flushes it once more at exit, which would
+    # raise again and print "Exception ignored ... BrokenPipeError".
+    with contextlib.suppress(OSError, ValueError):  # ValueError: no real fd (click's runner)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(EXIT_BROKEN_PIPE)
+
+
 class _Main(click.Group):
-    """Errors found deep inside a command (a bad file or setting) end as one ``Error:`` line."""
+    """Every failure inside a command ends as one ``Error:`` line and exit status 2.
+
+    Bad input (a file, a setting) raises ValueError, OSError or RuntimeError with a message
+    that names it; anything else is a bug, also one line (with its type) unless --debug.
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError:  # `rtmobile --help | head -1`; click alone would exit 1
+            _stdout_closed()
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort):
-            raise  # click's own (--help, ^C): RuntimeErrors, but not failures
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # click's own (--help, ^C, usage errors): click reports them
+        except BrokenPipeError:
+            _stdout_closed()
         except ImportError as e:
             _fail(f"{e}: this command needs the training extras: {TRAIN_EXTRAS}")
         except (ValueError, OSError, RuntimeError) as e:
             _fail(str(e) or type(e).__name__)
+        except MemoryError as e:  # numpy's names the allocation: "Unable to allocate 3 TiB ..."
+            _fail(f"out of memory: {e}" if str(e) else "out of memory")
+        except Exception as e:
+            first = next(iter(str(e).strip().splitlines()), "")
+            hint = "" if _debug() else " (rtmobile --debug COMMAND ... shows where)"
+            _fail(f"internal error, {type(e).__name__}: {first}{hint}")
+
+
+class _FiniteRange(click.FloatRange):
+    """click's FloatRange that also refuses nan and inf: nan passes its bound comparisons."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rtmobile")
-def main() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="On an error, print the full traceback before the one Error line (for bug reports).",
+)
+def main(debug: bool) -> None:
     """RTMobile: real-time BSP-pruned recurrent speech models on CPUs.
 
     \b
@@ -70,10 +136,37 @@ def main() -> None:
 
 @contextlib.contextmanager
 def _model_errors(model: Path) -> Iterator[None]:
+    from rtmobile_rt.transcribe import TranscribeError
+
     try:
         yield
     except FormatError as e:
         _fail(f"{model}: not a valid BSPC model: {e}")
+    except TranscribeError as e:  # its METADATA (feature configuration, decoder)
+        _fail(f"{model}: {e}")
+
+
+def _need_file(path: Path, what: str) -> None:
+    if not path.exists():
+        _fail(f"{what} not found: {path}")
+    if not path.is_file():  # a fifo would block the reader; a folder is no model
+        _fail(f"{path}: not a regular file")
+
+
+@contextlib.contextmanager
+def _c_stderr_silenced() -> Iterator[None]:
+    """Mute what C libraries write straight to file descriptor 2: libsndfile's MP3 probe
+    (libmpg123) prints its own warnings for a file that is no audio, and the one Error line
+    says it better."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _is_bspc(path: Path) -> bool:
@@ -136,7 +229,9 @@ _progress_option = click.option("--no-progress", is_flag=True, help="No progress
 @main.command()
 @click.option("--hidden", default=256, show_default=True, help="GRU hidden size.")
 @click.option("--layers", default=2, show_default=True, help="Number of GRU layers.")
-@click.option("--rate", default=10.0, show_default=True, help="BSP compression rate.")
+@click.option(
+    "--rate", type=_FiniteRange(1), default=10.0, show_default=True, help="BSP compression rate."
+)
 @click.option("--frames", default=1000, show_default=True, help="Frames to run (10 ms each).")
 @click.option("--threads", default=1, show_default=True, help="Runtime threads.")
 @click.option("--dtype", type=click.Choice(["f32", "f16"]), default="f32", show_default=True)
@@ -144,8 +239,8 @@ def demo(hidden: int, layers: int, rate: float, frames: int, threads: int, dtype
     """Build a random BSP-pruned GRU in memory and time it offline and streaming."""
     from rtmobile_rt.demo import random_gru_bspc
 
-    if hidden < 1 or layers < 1 or frames < 1 or threads < 1 or rate < 1:
-        _fail("hidden, layers, frames and threads must be >= 1, and rate >= 1")
+    if hidden < 1 or layers < 1 or frames < 1 or threads < 1:
+        _fail("hidden, layers, frames and threads must be >= 1")
     model = random_gru_bspc(hidden=hidden, layers=layers, rate=rate, dtype=dtype)
     session = Session(model, threads=threads)
     info = session.info
@@ -216,57 +311,62 @@ def transcribe(
 ) -> None:
     """Recognise phones in AUDIO (a wav file; default: the bundled sample)."""
     from rtmobile_rt.transcribe import (
+        FeatureSpec,
         StreamingRecognizer,
         TranscribeError,
         check_rate,
         chunks,
+        decoder_min_frames,
         read_audio,
         transcribe_offline,
     )
 
     model = model or BUNDLED_MODEL
     audio = audio or BUNDLED_AUDIO
-    for path, what in ((model, "model"), (audio, "audio file")):
-        if not path.is_file():
-            _fail(f"{what} not found: {path}")
-    try:
+    _need_file(model, "model")
+    _need_file(audio, "audio file")
+    with _model_errors(model):
         session = Session(model, threads=threads)
-        samples, rate = read_audio(str(audio))
-        duration = len(samples) / rate
-        click.echo(f"model {model.name}: {session!r}")
-        click.echo(f"audio {audio.name}: {duration:.2f} s at {rate} Hz")
-        keep = (lambda p: True) if show_sil else (lambda p: p.label not in ("sil", "<blank>"))
-        if not stream:
-            t0 = time.perf_counter()
-            phones = transcribe_offline(session, samples, rate)
-            elapsed = time.perf_counter() - t0
-            click.echo(" ".join(p.label for p in phones if keep(p)))
-            click.echo(f"real-time factor {elapsed / duration:.4f} (offline, features included)")
-            return
-        recognizer = StreamingRecognizer(session)
-        check_rate(rate, recognizer.spec)
-        step = rate * chunk_ms // 1000
-        latencies, total = [], 0.0
-        for piece in chunks(samples, step):
-            result = recognizer.accept(piece)
-            latencies.append(result.latency_s)
-            total += result.latency_s
-            for p in result.phones:
-                if keep(p):
-                    click.echo(f"{p.start:7.2f}s  {p.label}")
-        last = recognizer.finish()
-        total += last.latency_s
-        for p in last.phones:
+        spec = FeatureSpec.from_session(session)  # the model's METADATA, before any audio
+        decoder_min_frames(session)
+    with _c_stderr_silenced():
+        samples, rate = read_audio(str(audio))  # >= 1 sample, or a TranscribeError
+    try:
+        check_rate(rate, spec)
+    except TranscribeError as e:
+        _fail(f"{audio}: {e}")
+    duration = len(samples) / rate
+    click.echo(f"model {model.name}: {session!r}")
+    click.echo(f"audio {audio.name}: {duration:.2f} s at {rate} Hz")
+    keep = (lambda p: True) if show_sil else (lambda p: p.label not in ("sil", "<blank>"))
+    if not stream:
+        t0 = time.perf_counter()
+        phones = transcribe_offline(session, samples, rate)
+        elapsed = time.perf_counter() - t0
+        click.echo(" ".join(p.label for p in phones if keep(p)))
+        click.echo(f"real-time factor {elapsed / duration:.4f} (offline, features included)")
+        return
+    recognizer = StreamingRecognizer(session)
+    step = max(1, rate * chunk_ms // 1000)
+    latencies, total = [], 0.0
+    for piece in chunks(samples, step):
+        result = recognizer.accept(piece)
+        latencies.append(result.latency_s)
+        total += result.latency_s
+        for p in result.phones:
             if keep(p):
                 click.echo(f"{p.start:7.2f}s  {p.label}")
-        lat = np.array(latencies) * 1e3
-        click.echo(
-            f"chunks of {chunk_ms} ms: latency median {np.median(lat):.2f} ms, "
-            f"p95 {np.percentile(lat, 95):.2f} ms, max {lat.max():.2f} ms; "
-            f"real-time factor {total / duration:.4f}"
-        )
-    except (TranscribeError, FormatError) as e:
-        _fail(str(e))
+    last = recognizer.finish()
+    total += last.latency_s
+    for p in last.phones:
+        if keep(p):
+            click.echo(f"{p.start:7.2f}s  {p.label}")
+    lat = np.array(latencies) * 1e3
+    click.echo(
+        f"chunks of {chunk_ms} ms: latency median {np.median(lat):.2f} ms, "
+        f"p95 {np.percentile(lat, 95):.2f} ms, max {lat.max():.2f} ms; "
+        f"real-time factor {total / duration:.4f}"
+    )
 
 
 @main.command()
@@ -302,11 +402,17 @@ def transcribe(
     help="Instead of tuning MODEL, rank (Num_r, Num_c) block shapes by speed for a "
     "random GRU of the given size at --rate (a guide for training).",
 )
-@click.option("--rate", default=10.0, show_default=True, help="Compression for --search-blocks.")
-@click.option("--input-dim", default=440, show_default=True)
-@click.option("--hidden", default=960, show_default=True)
-@click.option("--layers", default=2, show_default=True)
-@click.option("--classes", default=40, show_default=True)
+@click.option(
+    "--rate",
+    type=_FiniteRange(1),
+    default=10.0,
+    show_default=True,
+    help="Compression for --search-blocks.",
+)
+@click.option("--input-dim", type=click.IntRange(1), default=440, show_default=True)
+@click.option("--hidden", type=click.IntRange(1), default=960, show_default=True)
+@click.option("--layers", type=click.IntRange(1, MAX_LAYERS), default=2, show_default=True)
+@click.option("--classes", type=click.IntRange(1), default=40, show_default=True)
 def tune(
     model: Path | None,
     objective: str,
@@ -328,8 +434,6 @@ def tune(
     from rtmobile_rt import tuning
 
     if search_blocks:
-        if rate < 1:
-            _fail("--rate must be >= 1")
         rows = tuning.rank_block_shapes(
             input_dim, hidden, layers, classes, rate, threads=max_threads or 1, frames=frames
         )
@@ -346,8 +450,7 @@ def tune(
         return
     if model is None:
         _fail("give a MODEL to tune, or --search-blocks")
-    if not model.is_file():
-        _fail(f"model file not found: {model}")
+    _need_file(model, "model file")
     with _model_errors(model):
         record = tuning.tune(
             str(model),
@@ -365,9 +468,11 @@ def tune(
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 def info(model: Path) -> None:
     """Inspect a BSPC file: dimensions, blocks, nonzeros, compression, checksum."""
+    _need_file(model, "model file")
     with _model_errors(model):
         session = Session(model, threads=1)
         meta = session.metadata
+        spec = _feature_spec(session)
     i = session.info
     click.echo(f"file        : {model}")
     dims = f"{i['input_dim']} -> {i['hidden_dims']} -> {i['output_dim']}"
@@ -381,12 +486,12 @@ def info(model: Path) -> None:
     click.echo(f"checksum    : 0x{i['checksum']:08x}")
     more = " ..." if len(i["labels"]) > 12 else ""
     click.echo(f"labels      : {' '.join(i['labels'][:12])}{more}")
-    features = meta.pop("features", None)
-    if isinstance(features, dict) and isinstance(features.get("fbank"), dict):
-        fb, (left, right) = features["fbank"], features.get("context", (0, 0))
+    meta.pop("features", None)
+    if spec is not None:
+        fb = spec.fbank
         click.echo(
-            f"features    : {fb.get('num_mel_bins')}-d log-mel fbank at {fb.get('sample_rate')} "
-            f"Hz, {fb.get('frame_shift_ms')} ms shift, context -{left}/+{right} frames"
+            f"features    : {fb.num_mel_bins}-d log-mel fbank at {fb.sample_rate} Hz, "
+            f"{fb.frame_shift_ms} ms shift, context -{spec.left}/+{spec.right} frames"
         )
     else:
         click.echo("features    : none recorded (runs on frames; cannot transcribe audio)")
@@ -398,6 +503,17 @@ def info(model: Path) -> None:
             f"blocks {m['num_r']:3d} x {m['num_c']:<3d} {m['dtype']}  "
             f"stored {m['stored_values']:>10,}  nonzero {m['nonzeros']:>10,}"
         )
+
+
+def _feature_spec(session: Session) -> FeatureSpec | None:
+    """The model's METADATA ``features``, checked (a TranscribeError names a bad value), or
+    None when it has none (a model that runs on frames)."""
+    from rtmobile_rt.transcribe import FeatureSpec, decoder_min_frames
+
+    decoder_min_frames(session)
+    if session.metadata.get("features") is None:
+        return None
+    return FeatureSpec.from_session(session)
 
 
 # -- the training pipeline ------------------------------------------------------------------------
@@ -470,7 +586,7 @@ def data(preset: str, out: Path | None, workers: int, seed: int | None, no_progr
     "--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Utterances."
 )
 @click.option(
-    "--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True, help="Adam."
+    "--lr", type=_FiniteRange(0, min_open=True), default=1e-3, show_default=True, help="Adam."
 )
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Initial weights and batch order."
@@ -532,7 +648,7 @@ def train(
 )
 @click.option(
     "--rate",
-    type=click.FloatRange(1),
+    type=_FiniteRange(1),
     default=10.0,
     show_default=True,
     help="Target compression of all weight matrices together (dense / kept weights). The "
@@ -541,7 +657,7 @@ def train(
 )
 @click.option(
     "--col-rate",
-    type=click.FloatRange(1),
+    type=_FiniteRange(1),
     default=None,
     help="BSP only: the part of the GRU matrices' rate taken by pruning columns in each "
     "strip; rows are then pruned until each matrix reaches its rate (default: min(rate, 16)).",
@@ -564,7 +680,7 @@ def train(
 )
 @click.option(
     "--output-rate",
-    type=click.FloatRange(1),
+    type=_FiniteRange(1),
     default=None,
     help="Prune the output layer too, per class (every phone keeps its own largest weights, "
     "so none is emptied), at this rate. Default: leave it dense.",
@@ -597,14 +713,14 @@ def train(
 )
 @click.option(
     "--lr",
-    type=click.FloatRange(0, min_open=True),
+    type=_FiniteRange(0, min_open=True),
     default=RECIPE.prune_lr,
     show_default=True,
     help="Learning rate of the pruning phase.",
 )
 @click.option(
     "--retrain-lr",
-    type=click.FloatRange(0, min_open=True),
+    type=_FiniteRange(0, min_open=True),
     default=RECIPE.retrain_lr,
     show_default=True,
     help="Initial masked retraining learning rate; halved after every epoch without a better "
@@ -612,7 +728,7 @@ def train(
 )
 @click.option(
     "--distill",
-    type=click.FloatRange(0, 1),
+    type=_FiniteRange(0, 1),
     default=0.0,
     show_default=True,
     help="Weight of distillation from the dense model (KL on frame posteriors) in masked "
@@ -868,14 +984,13 @@ def bench(
         _fail("give a MODEL to time, or --table2")
     if harness_args:
         _fail(f"unexpected arguments {' '.join(harness_args)} (only --table2 takes more)")
-    if not model.is_file():
-        _fail(f"model file not found: {model}")
+    _need_file(model, "model file")
     from rtmobile_rt import tuning
 
     with _model_errors(model):
         session = Session(model, threads=1, tuning=None)
-        features = session.metadata.get("features") or {}
-    shift_ms = float(features.get("fbank", {}).get("frame_shift_ms", 10.0))
+        spec = _feature_spec(session)
+    shift_ms = 10.0 if spec is None else float(spec.fbank.frame_shift_ms)  # > 0 once checked
     click.echo(f"model {model.name}: {session!r}")
     click.echo(
         f"{frames} frames of {shift_ms:g} ms per sample, medians of {repeats}; "

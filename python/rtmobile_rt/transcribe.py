@@ -7,10 +7,12 @@ transcription uses the same extractor fed once, so both give the same phones.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import kaldi_native_fbank as knf
 import numpy as np
 
 from rtmobile_rt.session import Session
@@ -28,18 +30,24 @@ class FeatureSpec(_FeatureSpec):
     @classmethod
     def from_session(cls, session: Session) -> FeatureSpec:
         features = session.metadata.get("features")
-        if not isinstance(features, dict) or "fbank" not in features:
+        if features is None:
             raise TranscribeError(
                 "the model carries no feature configuration (METADATA 'features'); "
                 "export it with rtmobile_train.export to transcribe audio"
             )
         try:
-            spec = cls.from_dict(features)
-        except (ValueError, TypeError) as e:
-            raise TranscribeError(f"the model's feature configuration is unusable: {e}") from e
+            spec = cls.from_dict(features, "METADATA features")
+        except ValueError as e:  # FeatureError: names the field, what it must be and what it is
+            raise TranscribeError(str(e)) from e
+        try:  # options of the right types that kaldi-native-fbank still refuses (window type, ...)
+            knf.OnlineFbank(spec.fbank.knf_options())
+        except ValueError as e:
+            raise TranscribeError(
+                f"METADATA features.fbank is refused by kaldi-native-fbank: {e}"
+            ) from e
         if spec.input_dim != session.input_dim:
             raise TranscribeError(
-                f"feature config gives {spec.fbank.num_mel_bins} x "
+                f"METADATA features give {spec.fbank.num_mel_bins} x "
                 f"{spec.left + 1 + spec.right} = {spec.input_dim} inputs but the model takes "
                 f"{session.input_dim}"
             )
@@ -68,9 +76,11 @@ DEFAULT_MIN_FRAMES = 3
 def decoder_min_frames(session: Session) -> int:
     """METADATA ``decoder.min_frames`` of the model, else :data:`DEFAULT_MIN_FRAMES`."""
     decoder = session.metadata.get("decoder")
-    value = decoder.get("min_frames", DEFAULT_MIN_FRAMES) if isinstance(decoder, dict) else None
-    if value is None:
+    if decoder is None:
         return DEFAULT_MIN_FRAMES
+    if not isinstance(decoder, dict):
+        raise TranscribeError(f"METADATA decoder must be a mapping, got {decoder!r}")
+    value = decoder.get("min_frames", DEFAULT_MIN_FRAMES)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise TranscribeError(f"METADATA decoder.min_frames must be an int >= 1, got {value!r}")
     return value
@@ -182,11 +192,26 @@ def chunks(samples: np.ndarray, size: int) -> Iterator[np.ndarray]:
 
 
 def read_audio(path: str) -> tuple[np.ndarray, int]:
-    """Mono float32 samples and the rate, via soundfile (wav, flac, ...)."""
+    """Mono float32 samples and the rate, via soundfile (wav, flac, ...); at least one sample,
+    all finite."""
     import soundfile
 
     try:
         data, rate = soundfile.read(path, dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError) as e:
-        raise TranscribeError(f"cannot read audio file {path!r}: {e}") from e
-    return data.mean(axis=1).astype(np.float32), int(rate)
+        if not os.path.exists(path):
+            raise TranscribeError(f"{path}: no such file") from e
+        reason = str(getattr(e, "error_string", "")).rstrip(".")
+        if os.path.isfile(path) and "not a regular file" in reason:
+            # What libsndfile says of a regular file in no format it knows once its MP3
+            # probe has failed: "File does not exist or is not a regular file (possibly a
+            # pipe?)", which is false here.
+            reason = ""
+        detail = f" ({reason})" if reason else ""
+        raise TranscribeError(f"{path}: not a readable WAV/audio file{detail}") from e
+    if not len(data):
+        raise TranscribeError(f"{path}: the audio has no samples")
+    samples = data.mean(axis=1).astype(np.float32)
+    if not np.isfinite(samples).all():
+        raise TranscribeError(f"{path}: the audio has NaN or infinite samples")
+    return samples, int(rate)

@@ -9,9 +9,11 @@ frame exists only once its whole window has arrived, which is what streaming nee
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +57,7 @@ class FbankConfig:
     window_type: str = "povey"
 
     def __post_init__(self) -> None:
-        if self.sample_rate <= 0 or self.num_mel_bins <= 0:
-            raise FeatureError(f"bad FbankConfig: {self}")
-        if not 0 < self.frame_shift_ms <= self.frame_length_ms:
-            raise FeatureError(
-                f"bad FbankConfig: need 0 < frame_shift_ms ({self.frame_shift_ms}) <= "
-                f"frame_length_ms ({self.frame_length_ms})"
-            )
+        _check_fbank(asdict(self), "FbankConfig")
 
     @property
     def window_samples(self) -> int:
@@ -105,11 +101,40 @@ class FbankConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> FbankConfig:
+    def from_dict(cls, d: Mapping[str, Any], where: str = "FbankConfig") -> FbankConfig:
+        """The config stored as ``d`` (e.g. in a model file); ``where`` names ``d`` in errors."""
+        if not isinstance(d, Mapping):
+            raise FeatureError(f"{where} must be a mapping of fbank options, got {d!r}")
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
-            raise FeatureError(f"unknown FbankConfig fields: {sorted(unknown)}")
+            raise FeatureError(f"{where} has unknown fields {sorted(unknown)}")
+        _check_fbank({**asdict(cls()), **d}, where)
         return cls(**d)
+
+
+def _check_fbank(values: Mapping[str, Any], where: str) -> None:
+    """Name the first bad fbank option: which one, what it must be and what it is."""
+    for f in fields(FbankConfig):
+        value, kind = values[f.name], type(f.default)
+        if kind is str:
+            ok, expected = isinstance(value, str), "a string"
+        elif isinstance(value, bool):
+            ok, expected = False, "an int" if kind is int else "a finite number"
+        elif kind is int:
+            ok, expected = isinstance(value, numbers.Integral), "an int"
+        else:
+            ok = isinstance(value, numbers.Real) and math.isfinite(value)
+            expected = "a finite number"
+        if not ok:
+            raise FeatureError(f"{where}.{f.name} must be {expected}, got {value!r}")
+    for name in ("sample_rate", "num_mel_bins", "frame_length_ms"):
+        if values[name] <= 0:
+            raise FeatureError(f"{where}.{name} must be > 0, got {values[name]!r}")
+    length, shift = values["frame_length_ms"], values["frame_shift_ms"]
+    if not 0 < shift <= length:
+        raise FeatureError(
+            f"{where}.frame_shift_ms must be > 0 and <= frame_length_ms ({length!r}), got {shift!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -147,16 +172,31 @@ class FeatureSpec:
         return {"fbank": self.fbank.to_dict(), "context": [self.left, self.right]}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> FeatureSpec:
-        if not isinstance(d, Mapping) or not isinstance(d.get("fbank"), Mapping):
-            raise FeatureError(f"a feature spec needs an 'fbank' mapping, got {d!r}")
+    def from_dict(cls, d: Mapping[str, Any], where: str = "feature spec") -> FeatureSpec:
+        """The spec stored as ``d`` (a checkpoint's, a model file's METADATA ``features``);
+        ``where`` names ``d`` in errors, which say which field is wrong, what it must be and
+        what it is."""
+        if not isinstance(d, Mapping):
+            raise FeatureError(
+                f"{where} must be a mapping {{'fbank': {{...}}, 'context': [left, right]}}, "
+                f"got {d!r}"
+            )
         unknown = set(d) - {"fbank", "context"}
         if unknown:
-            raise FeatureError(f"unknown feature spec fields: {sorted(unknown)}")
+            raise FeatureError(f"{where} has unknown fields {sorted(unknown)}")
+        if "fbank" not in d:
+            raise FeatureError(f"{where} has no 'fbank' entry (the fbank options)")
+        fbank = FbankConfig.from_dict(d["fbank"], f"{where}.fbank")
         context = d.get("context", (0, 0))
-        if not isinstance(context, (list, tuple)) or len(context) != 2:
-            raise FeatureError(f"feature spec 'context' must be [left, right], got {context!r}")
-        return cls(FbankConfig.from_dict(d["fbank"]), *context)
+        if (
+            not isinstance(context, (list, tuple))
+            or len(context) != 2
+            or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in context)
+        ):
+            raise FeatureError(
+                f"{where}.context must be [left, right], two ints >= 0, got {context!r}"
+            )
+        return cls(fbank, *context)
 
 
 def _as_samples(samples: np.ndarray) -> np.ndarray:

@@ -25,6 +25,8 @@ static_assert(RTM_FORMAT == static_cast<int>(rtmobile::ErrorCode::kFormat));
 static_assert(RTM_IO == static_cast<int>(rtmobile::ErrorCode::kIo));
 static_assert(RTM_UNSUPPORTED == static_cast<int>(rtmobile::ErrorCode::kUnsupported));
 static_assert(RTM_INTERNAL == static_cast<int>(rtmobile::ErrorCode::kInternal));
+static_assert(RTM_RESOURCE_LIMIT == static_cast<int>(rtmobile::ErrorCode::kResourceLimit));
+static_assert(RTM_NONFINITE == static_cast<int>(rtmobile::ErrorCode::kNonFinite));
 
 namespace {
 
@@ -113,6 +115,8 @@ rtmobile::SessionOptions to_options(const rtm_options* options) {
     o.threads = options->threads;
     if (options->isa != nullptr) o.isa = options->isa;
     if (options->device != nullptr) o.device = options->device;
+    o.memory_limit_mb = options->memory_limit_mb;
+    if (options->nonfinite != nullptr) o.nonfinite = options->nonfinite;
   }
   return o;
 }
@@ -179,6 +183,8 @@ rtm_options rtm_options_default(void) {
   o.threads = 0;
   o.isa = "auto";
   o.device = "cpu";
+  o.memory_limit_mb = 0;
+  o.nonfinite = "raise";
   return o;
 }
 
@@ -190,6 +196,8 @@ const char* rtm_status_string(rtm_status status) {
     case RTM_IO: return "IO";
     case RTM_UNSUPPORTED: return "UNSUPPORTED";
     case RTM_INTERNAL: return "INTERNAL";
+    case RTM_RESOURCE_LIMIT: return "RESOURCE_LIMIT";
+    case RTM_NONFINITE: return "NONFINITE";
   }
   return "UNKNOWN";
 }

@@ -1,17 +1,47 @@
 // The public API (rtmobile.hpp) over the Engine.
+#include <cmath>
 #include <utility>
 
 #include "format/model_bytes.h"
 #include "kernels/kernels.h"
 #include "rtmobile/rtmobile.hpp"
 #include "runtime/engine.h"
+#include "runtime/memory_plan.h"
 
 namespace rtmobile {
+namespace {
+
+bool check_finite_input(const std::string& nonfinite) {
+  if (nonfinite == "raise") return true;
+  if (nonfinite == "propagate") return false;
+  throw Error(ErrorCode::kInvalidArgument,
+              "nonfinite must be 'raise' or 'propagate', got '" + nonfinite + "'");
+}
+
+}  // namespace
 
 class Session::Impl {
  public:
   Impl(ModelBytes bytes, const SessionOptions& options)
-      : backend(make_backend(std::move(bytes), options)) {}
+      : check_finite(check_finite_input(options.nonfinite)),
+        backend(make_backend(std::move(bytes), options)) {}
+
+  // Before anything runs, so a rejected call leaves a stream's state untouched.
+  void check_frames(const float* frames, size_t num_frames) const {
+    if (!check_finite || frames == nullptr) return;
+    const size_t dim = backend->info().input_dim;
+    const size_t n = num_frames * dim;
+    for (size_t i = 0; i < n; ++i) {
+      if (!std::isfinite(frames[i]))
+        throw Error(ErrorCode::kNonFinite,
+                    "input frame " + std::to_string(i / dim) + ", feature " +
+                        std::to_string(i % dim) + " is " +
+                        (std::isnan(frames[i]) ? "NaN" : "infinite") +
+                        "; nothing was processed (nonfinite='propagate' lets it through)");
+    }
+  }
+
+  bool check_finite;
   std::unique_ptr<Backend> backend;
 };
 
@@ -25,7 +55,8 @@ Session& Session::operator=(Session&&) noexcept = default;
 Session::~Session() = default;
 
 Session Session::from_file(const std::string& path, const SessionOptions& options) {
-  return Session(std::make_shared<Impl>(ModelBytes::map_file(path), options));
+  return Session(std::make_shared<Impl>(
+      ModelBytes::read_file(path, memory_limit_bytes(options.memory_limit_mb)), options));
 }
 
 Session Session::from_memory(const void* data, size_t size, const SessionOptions& options) {
@@ -38,6 +69,7 @@ const ModelInfo& Session::info() const { return impl_->backend->info(); }
 
 void Session::run(const float* frames, size_t num_frames, float* logits) {
   // A fresh zero state per call: run() never sees another call's history.
+  impl_->check_frames(frames, num_frames);
   RecurrentState state = impl_->backend->new_state();
   impl_->backend->process(state, frames, num_frames, logits);
 }
@@ -53,6 +85,7 @@ Stream& Stream::operator=(Stream&&) noexcept = default;
 Stream::~Stream() = default;
 
 void Stream::push(const float* frames, size_t num_frames, float* logits) {
+  impl_->check_frames(frames, num_frames);
   impl_->backend->process(state_->recurrent, frames, num_frames, logits);
 }
 

@@ -122,13 +122,16 @@ TEST_CASE("status strings, version, options defaults, available ISAs") {
   CHECK(std::strcmp(rtm_status_string(RTM_IO), "IO") == 0);
   CHECK(std::strcmp(rtm_status_string(RTM_UNSUPPORTED), "UNSUPPORTED") == 0);
   CHECK(std::strcmp(rtm_status_string(RTM_INTERNAL), "INTERNAL") == 0);
-  CHECK(std::strcmp(rtm_status_string(static_cast<rtm_status>(7)), "UNKNOWN") == 0);
+  CHECK(std::strcmp(rtm_status_string(RTM_RESOURCE_LIMIT), "RESOURCE_LIMIT") == 0);
+  CHECK(std::strcmp(rtm_status_string(RTM_NONFINITE), "NONFINITE") == 0);
   CHECK(std::strcmp(rtm_version(), rtmobile::version()) == 0 && rtm_version()[0] != '\0');
 
   const rtm_options o = rtm_options_default();
   CHECK(o.threads == 0);
   CHECK(o.isa != nullptr && std::strcmp(o.isa, "auto") == 0);
   CHECK(o.device != nullptr && std::strcmp(o.device, "cpu") == 0);
+  CHECK(o.memory_limit_mb == 0);
+  CHECK(o.nonfinite != nullptr && std::strcmp(o.nonfinite, "raise") == 0);
 
   const std::vector<std::string> want = rtmobile::available_isas();
   size_t n = 0;

@@ -58,7 +58,14 @@ TEST_CASE("truncation anywhere is rejected") {
   const auto bytes = rtm_test::encode(small_model());
   for (size_t cut = 0; cut < bytes.size(); cut += 1 + cut / 7) {
     std::vector<uint8_t> t(bytes.begin(), bytes.begin() + static_cast<long>(cut));
-    CHECK_THROWS(FormatError, parse(t), "");
+    // The header records the full size, so any cut past it is a size mismatch.
+    if (cut < 64)
+      CHECK_THROWS(FormatError, parse(t), "header: file is " + std::to_string(cut) +
+                                              " bytes, shorter than the 64-byte header");
+    else
+      CHECK_THROWS(FormatError, parse(t), "header.file_size: header says " +
+                                              std::to_string(bytes.size()) +
+                                              " bytes but the data has " + std::to_string(cut));
   }
 }
 
@@ -165,6 +172,68 @@ TEST_CASE("model-level rules: shapes, missing sections, NaN biases, labels") {
   const uint32_t kind = 3;
   std::memcpy(bad[0].body.data(), &kind, 4);
   CHECK_THROWS(FormatError, parse(rtm_test::assemble(bad)), "model_kind");
+}
+
+TEST_CASE("padding is zero: between sections, between a matrix's arrays, after the last") {
+  TestModel m = small_model();
+  m.norm = false;
+  const auto sections = rtm_test::model_sections(m);
+  const auto bytes = rtm_test::assemble(sections);
+  // Between sections: MODEL[0] (44 bytes) is followed by padding up to LABELS[0].
+  auto bad = bytes;
+  const uint64_t labels_at = dir_offset(bad, 1);
+  bad[labels_at - 1] = 0x5A;
+  rtm_test::fix_checksum(bad);
+  CHECK_THROWS(FormatError, parse(bad),
+               "directory[1] (LABELS[0]): padding before the section (bytes " +
+                   std::to_string(dir_offset(bytes, 0) + sections[0].body.size()) + ".." +
+                   std::to_string(labels_at) + ") must be zero");
+  // Inside MATRIX[0]: strip_ptr (num_r + 1 = 4 u32 at offset 64) is padded to offset 128.
+  bad = bytes;
+  const uint64_t matrix_at = dir_offset(bad, 2);
+  bad[matrix_at + 100] = 1;
+  rtm_test::fix_checksum(bad);
+  CHECK_THROWS(FormatError, parse(bad),
+               "MATRIX[0]: padding before col_block_ptr (bytes 80..128) must be zero");
+  // After the last section: zero padding is accepted, anything else is not.
+  auto padded = bytes;
+  padded.resize(bytes.size() + 64, 0);
+  const uint64_t size = padded.size();
+  std::memcpy(padded.data() + 16, &size, 8);
+  rtm_test::fix_checksum(padded);
+  parse(padded);
+  padded.back() = 7;
+  rtm_test::fix_checksum(padded);
+  CHECK_THROWS(FormatError, parse(padded),
+               "file: bytes " + std::to_string(bytes.size()) + ".." + std::to_string(size) +
+                   " after the last section must be zero padding");
+}
+
+TEST_CASE("every required section is checked present before any array is read") {
+  TestModel m = small_model();
+  m.norm = false;
+  auto sections = rtm_test::model_sections(m);
+  // sections: MODEL, LABELS, MATRIX 0..4, VECTOR 0..4. Break MATRIX[0]'s arrays and drop
+  // MATRIX[4]: the missing section is what is reported.
+  sections[2].body[64] = 9;  // strip_ptr[0] must be 0
+  sections.erase(sections.begin() + 6);
+  CHECK_THROWS(FormatError, parse(rtm_test::assemble(sections)),
+               "directory: required section MATRIX[4] is missing");
+}
+
+TEST_CASE("read_layout gives the sizes without reading the arrays") {
+  TestModel m = small_model();
+  auto bytes = rtm_test::encode(m);
+  const rtmobile::ModelLayout layout = rtmobile::read_layout(bytes.data(), bytes.size());
+  const rtmobile::ModelView view = parse_bspc(bytes.data(), bytes.size());
+  CHECK(layout.num_layers == 2 && layout.input_dim == 10 && layout.output_dim == 5);
+  CHECK(layout.hidden_dims == view.hidden_dims && layout.has_norm);
+  CHECK(layout.label_bytes == 10);  // "p0".."p4"
+  CHECK(layout.matrices.size() == view.matrices.size());
+  for (size_t id = 0; id < view.matrices.size(); ++id) {
+    CHECK(layout.matrices[id].rows == view.matrices[id].rows);
+    CHECK(layout.matrices[id].value_count == view.matrices[id].value_count);
+  }
 }
 
 TEST_CASE("Session reports file errors as Error(kIo) and bad bytes as FormatError") {

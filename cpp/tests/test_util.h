@@ -89,8 +89,10 @@ inline int run_all() {
       stmt;                                                                        \
     } catch (const E& e_) {                                                        \
       thrown_ = true;                                                              \
-      if (std::string(e_.what()).find(fragment) == std::string::npos) {            \
-        std::printf("  %s:%d: message '%s' lacks '%s'\n", __FILE__, __LINE__, e_.what(), fragment); \
+      const std::string want_(fragment);                                           \
+      if (std::string(e_.what()).find(want_) == std::string::npos) {               \
+        std::printf("  %s:%d: message '%s' lacks '%s'\n", __FILE__, __LINE__, e_.what(),  \
+                    want_.c_str());                                                \
         ++rtm_test::failures();                                                    \
       }                                                                            \
     }                                                                              \

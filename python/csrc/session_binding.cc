@@ -60,18 +60,28 @@ py::dict info_dict(const ModelInfo& info) {
   d["frame_tile"] = info.frame_tile;
   d["chunk_frames"] = info.chunk_frames;
   if (!info.opencl_math.empty()) d["opencl_math"] = info.opencl_math;  // device 'opencl' only
+  d["planned_bytes"] = info.planned_bytes;
+  d["nonfinite"] = info.nonfinite;
   return d;
 }
 
 }  // namespace
 
 void register_errors(py::module_& m) {
+  // Named Python exceptions for the error codes a caller may want to handle on their own.
+  // Leaked on purpose: a static py::object would be released after the interpreter is gone.
+  static auto& memory_limit_error =
+      *new py::exception<Error>(m, "MemoryLimitError", PyExc_MemoryError);
+  static auto& non_finite_error =
+      *new py::exception<Error>(m, "NonFiniteInputError", PyExc_ValueError);
   // Translators run newest first: FormatError (registered last) is matched before Error.
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const Error& e) {
       switch (e.code()) {
+        case ErrorCode::kResourceLimit: PyErr_SetString(memory_limit_error.ptr(), e.what()); break;
+        case ErrorCode::kNonFinite: PyErr_SetString(non_finite_error.ptr(), e.what()); break;
         case ErrorCode::kInvalidArgument: PyErr_SetString(PyExc_ValueError, e.what()); break;
         case ErrorCode::kIo: PyErr_SetString(PyExc_OSError, e.what()); break;
         default: PyErr_SetString(PyExc_RuntimeError, e.what()); break;
@@ -103,7 +113,8 @@ void register_session(py::module_& m) {
   py::class_<Session>(m, "Session")
       .def(py::init([](const py::object& model, int threads, const std::string& isa,
                        const std::string& device, const std::string& weights, int frame_tile,
-                       int chunk_frames, const std::string& opencl_math) {
+                       int chunk_frames, const std::string& opencl_math,
+                       uint64_t memory_limit_mb, const std::string& nonfinite) {
              SessionOptions options;
              options.threads = threads;
              options.isa = isa;
@@ -112,6 +123,8 @@ void register_session(py::module_& m) {
              options.frame_tile = frame_tile;
              options.chunk_frames = chunk_frames;
              options.opencl_math = opencl_math;
+             options.memory_limit_mb = memory_limit_mb;
+             options.nonfinite = nonfinite;
              if (py::isinstance<py::bytes>(model)) {
                const std::string_view bytes = model.cast<std::string_view>();
                py::gil_scoped_release release;
@@ -123,7 +136,8 @@ void register_session(py::module_& m) {
            }),
            py::arg("model"), py::arg("threads") = 0, py::arg("isa") = "auto",
            py::arg("device") = "cpu", py::arg("weights") = "stored", py::arg("frame_tile") = 0,
-           py::arg("chunk_frames") = 0, py::arg("opencl_math") = "auto")
+           py::arg("chunk_frames") = 0, py::arg("opencl_math") = "auto",
+           py::arg("memory_limit_mb") = 0, py::arg("nonfinite") = "raise")
       .def(
           "run",
           [](Session& s, const py::array& frames) {

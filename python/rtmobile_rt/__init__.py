@@ -8,7 +8,21 @@
 
 from __future__ import annotations
 
-from rtmobile_rt._core import FormatError, __version__, available_isas
+from rtmobile_rt._core import (
+    FormatError,
+    MemoryLimitError,
+    NonFiniteInputError,
+    __version__,
+    available_isas,
+)
 from rtmobile_rt.session import Session, Stream
 
-__all__ = ["FormatError", "Session", "Stream", "__version__", "available_isas"]
+__all__ = [
+    "FormatError",
+    "MemoryLimitError",
+    "NonFiniteInputError",
+    "Session",
+    "Stream",
+    "__version__",
+    "available_isas",
+]

@@ -57,7 +57,10 @@ class Stream:
 class Session:
     """A loaded, validated model with kernels chosen for this CPU.
 
-    ``model`` is a path to a ``.bspc`` file or its bytes. ``threads=None`` uses one thread
+    ``model`` is a path to a ``.bspc`` file or its bytes. The file is read once, here: the
+    session keeps its own copy of everything it uses, so rewriting, truncating or deleting the
+    file afterwards does not affect it. A FIFO, device or directory is refused (``OSError``)
+    without blocking. ``threads=None`` uses one thread
     per available core (at most 4); ``isa`` is ``"auto"`` or one of ``available_isas()``;
     ``device`` is ``"cpu"`` or, where the build and machine have it, ``"opencl"``.
     ``opencl_math`` (device ``"opencl"`` only): ``"auto"`` multiplies in half precision where
@@ -69,6 +72,12 @@ class Session:
     defaults). With ``tuning="auto"`` (the default) a tuning file written by ``rtmobile tune``
     for this model and CPU supplies the values the caller left unset; ``tuning=None`` ignores
     tuning files; a path reads that file.
+    ``memory_limit_mb`` (0 = 1024) bounds what the session may allocate: the bound is computed
+    from the file's headers before anything large is allocated (``info["planned_bytes"]``), and a
+    model over it raises ``MemoryLimitError``. ``nonfinite`` is the rule for NaN or infinite
+    input: ``"raise"`` (the default) raises ``NonFiniteInputError`` naming the frame and feature
+    and processes nothing, so a stream's state stays as it was; ``"propagate"`` skips the check,
+    and a non-finite value then stays in a stream's state until ``reset()``.
     A malformed file raises ``FormatError`` naming the section and field that is wrong.
     """
 
@@ -84,6 +93,8 @@ class Session:
         chunk_frames: int | None = None,
         tuning: str | os.PathLike[str] | None = "auto",
         opencl_math: str = "auto",
+        memory_limit_mb: int = 0,
+        nonfinite: str = "raise",
     ) -> None:
         if isinstance(model, (bytearray, memoryview)):
             model = bytes(model)
@@ -114,18 +125,36 @@ class Session:
         for name, value in (("frame_tile", frame_tile), ("chunk_frames", chunk_frames)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name} must be an int or None, got {value!r}")
+        if (
+            isinstance(memory_limit_mb, bool)
+            or not isinstance(memory_limit_mb, int)
+            or not 0 <= memory_limit_mb < 2**44
+        ):
+            raise ValueError(
+                f"memory_limit_mb must be an int >= 0 (0 = 1024 MiB), got {memory_limit_mb!r}"
+            )
         for name, text in (
             ("isa", isa),
             ("device", device),
             ("weights", weights),
             ("opencl_math", opencl_math),
+            ("nonfinite", nonfinite),
         ):
             if not isinstance(text, str):
                 raise TypeError(f"{name} must be a string, got {type(text).__name__}")
         if "\x00" in isa or "\x00" in device:
             raise ValueError(f"isa and device must not contain NUL characters, got {isa!r}")
         self._core = _core.Session(
-            model, threads, isa, device, weights, frame_tile, chunk_frames, opencl_math
+            model,
+            threads,
+            isa,
+            device,
+            weights,
+            frame_tile,
+            chunk_frames,
+            opencl_math,
+            memory_limit_mb,
+            nonfinite,
         )
         self._info: dict[str, Any] = self._core.info
 

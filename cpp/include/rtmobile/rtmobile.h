@@ -32,9 +32,11 @@ typedef enum rtm_status {
   RTM_OK = 0,
   RTM_INVALID_ARGUMENT = 1, /* NULL pointer, out-of-range index, bad option value */
   RTM_FORMAT = 2,           /* the model bytes break the BSPC spec */
-  RTM_IO = 3,               /* the model file could not be opened or mapped */
+  RTM_IO = 3,               /* the model file could not be opened or read */
   RTM_UNSUPPORTED = 4,      /* valid model or option this build or CPU cannot run (isa) */
-  RTM_INTERNAL = 5          /* out of memory, thread creation failure, anything else */
+  RTM_INTERNAL = 5,         /* out of memory, thread creation failure, anything else */
+  RTM_RESOURCE_LIMIT = 6,   /* the model needs more memory than memory_limit_mb allows */
+  RTM_NONFINITE = 7         /* an input frame holds NaN or infinity (nonfinite "raise") */
 } rtm_status;
 
 typedef struct rtm_session rtm_session; /* a loaded model, its kernels and threads */
@@ -47,6 +49,10 @@ typedef struct rtm_options {
   const char* isa;    /* "auto" (or NULL), or a name from rtm_available_isa() */
   const char* device; /* "cpu" (or NULL), or "opencl" where the build and machine have it
                        * (RTM_UNSUPPORTED otherwise; isa must then be "auto") */
+  uint64_t memory_limit_mb; /* 0: 1024. RTM_RESOURCE_LIMIT for a model whose session would
+                             * allocate more (bound computed from the file's headers) */
+  const char* nonfinite;    /* "raise" (or NULL): a NaN/inf input frame fails the call with
+                             * RTM_NONFINITE and changes nothing; "propagate": no check */
 } rtm_options;
 
 /* Suggested size for the err_buf of the create functions; longer messages are truncated. */

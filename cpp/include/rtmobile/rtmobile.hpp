@@ -27,6 +27,8 @@ enum class ErrorCode : int {
   kIo = 3,               // the model file could not be opened or read
   kUnsupported = 4,      // valid model or option this build or CPU cannot run
   kInternal = 5,
+  kResourceLimit = 6,    // the model needs more memory than SessionOptions::memory_limit_mb
+  kNonFinite = 7,        // an input frame holds NaN or infinity (SessionOptions::nonfinite)
 };
 
 class RTMOBILE_API Error : public std::runtime_error {
@@ -55,6 +57,15 @@ struct SessionOptions {
   // Device 'opencl' only: the arithmetic of the block SpMM/SpMV. "auto": half precision where
   // the device reports cl_khr_fp16, else float; "half" (error without cl_khr_fp16); "float".
   std::string opencl_math = "auto";
+  // Refuse a model whose session would allocate more than this many MiB (an upper bound computed
+  // from the file's headers before anything large is allocated; ModelInfo::planned_bytes).
+  // 0 = the default, 1024 MiB.
+  uint64_t memory_limit_mb = 0;
+  // Input frames holding NaN or infinity: "raise" (the default) rejects the whole call with
+  // kNonFinite before any frame is processed, so a stream's state stays as it was; "propagate"
+  // skips the check: the non-finite values flow into the logits and into the recurrent state,
+  // which then stays non-finite until Stream::reset().
+  std::string nonfinite = "raise";
 };
 
 struct MatrixInfo {
@@ -84,12 +95,17 @@ struct ModelInfo {
   std::string weights;  // options.weights as applied: "stored", "f32" or "f16"
   int frame_tile = 0, chunk_frames = 0;  // the values in use
   std::string opencl_math;  // device 'opencl': "half" or "float" as in use; "" on the CPU
+  uint64_t planned_bytes = 0;  // the memory bound checked against memory_limit_mb
+  std::string nonfinite;       // options.nonfinite as applied
 };
 
 class Stream;
 
 class RTMOBILE_API Session {
  public:
+  // Reads the whole file, validates it and keeps what it needs: the file is never read again,
+  // so rewriting, truncating or deleting it afterwards does not affect the session. FIFOs,
+  // devices and directories are rejected (kIo) without blocking.
   static Session from_file(const std::string& path, const SessionOptions& options = {});
   // Copies the bytes; the caller's buffer may be freed afterwards.
   static Session from_memory(const void* data, size_t size, const SessionOptions& options = {});

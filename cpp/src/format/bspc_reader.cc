@@ -97,19 +97,29 @@ void check_ptr_array(const std::string& where, const uint32_t* ptr, uint64_t n, 
   if (ptr[n] != last) fail(where, "[", n, "]: must equal ", last, ", found ", ptr[n]);
 }
 
-BspMatrixView parse_matrix(const Section& s) {
+// A MATRIX section's header fields and where its arrays start (section-relative).
+struct MatrixHeader {
+  MatrixLayout layout;
+  uint64_t offset[8];  // strip_ptr, col_block_ptr, row_perm, block_col_ptr, col_idx,
+                       // block_row_ptr, row_idx, values
+};
+
+// Checks a MATRIX section's header, counts, size and the zero padding between its arrays;
+// reads no array.
+MatrixHeader read_matrix_header(const Section& s) {
   const std::string& w = s.label;
   if (s.size < 64) fail(w, ": section is ", s.size, " bytes, shorter than its 64-byte header");
   const uint8_t* p = s.data;
-  BspMatrixView m;
+  MatrixHeader h{};
+  MatrixLayout& m = h.layout;
   m.rows = read_u32(p + 0);
   m.cols = read_u32(p + 4);
   m.num_r = read_u32(p + 8);
   m.num_c = read_u32(p + 12);
   const uint32_t dtype = read_u32(p + 16);
-  const uint64_t value_count = read_u64(p + 24);
-  const uint64_t col_index_count = read_u64(p + 32);
-  const uint64_t row_index_count = read_u64(p + 40);
+  m.value_count = read_u64(p + 24);
+  m.col_index_count = read_u64(p + 32);
+  m.row_index_count = read_u64(p + 40);
   if (m.rows == 0 || m.rows > kMaxDim) fail(w, ".rows: ", m.rows, " outside [1, ", kMaxDim, "]");
   if (m.cols == 0 || m.cols > kMaxDim) fail(w, ".cols: ", m.cols, " outside [1, ", kMaxDim, "]");
   if (m.num_r == 0 || m.num_r > m.rows)
@@ -120,42 +130,57 @@ BspMatrixView parse_matrix(const Section& s) {
   m.dtype = static_cast<DType>(dtype);
   if (read_u32(p + 20) != 0 || !all_zero(p + 48, 16)) fail(w, ".reserved: must be zero");
   const uint64_t dense = uint64_t{m.rows} * m.cols;  // < 2^48: no overflow below
-  if (value_count > dense)
-    fail(w, ".value_count: ", value_count, " exceeds rows*cols = ", dense);
-  if (col_index_count > uint64_t{m.num_r} * m.cols)
-    fail(w, ".col_index_count: ", col_index_count, " exceeds num_r*cols = ",
+  if (m.value_count > dense)
+    fail(w, ".value_count: ", m.value_count, " exceeds rows*cols = ", dense);
+  if (m.col_index_count > uint64_t{m.num_r} * m.cols)
+    fail(w, ".col_index_count: ", m.col_index_count, " exceeds num_r*cols = ",
          uint64_t{m.num_r} * m.cols);
-  if (row_index_count > uint64_t{m.num_c} * m.rows)
-    fail(w, ".row_index_count: ", row_index_count, " exceeds num_c*rows = ",
+  if (m.row_index_count > uint64_t{m.num_c} * m.rows)
+    fail(w, ".row_index_count: ", m.row_index_count, " exceeds num_c*rows = ",
          uint64_t{m.num_c} * m.rows);
-  m.value_count = value_count;
 
   const uint64_t blocks = uint64_t{m.num_r} * m.num_c;
   const uint64_t esize = m.dtype == DType::kF16 ? 2 : 4;
-  struct Array {
-    const char* name;
-    uint64_t bytes;
-    uint64_t offset;
-  };
-  Array arrays[] = {
-      {"strip_ptr", 4 * (uint64_t{m.num_r} + 1), 0},
-      {"col_block_ptr", 4 * (uint64_t{m.num_c} + 1), 0},
-      {"row_perm", 4 * uint64_t{m.rows}, 0},
-      {"block_col_ptr", 4 * (blocks + 1), 0},
-      {"col_idx", 4 * col_index_count, 0},
-      {"block_row_ptr", 4 * (blocks + 1), 0},
-      {"row_idx", 4 * row_index_count, 0},
-      {"values", esize * value_count, 0},
-  };
+  const uint64_t bytes[8] = {4 * (uint64_t{m.num_r} + 1), 4 * (uint64_t{m.num_c} + 1),
+                             4 * uint64_t{m.rows},        4 * (blocks + 1),
+                             4 * m.col_index_count,       4 * (blocks + 1),
+                             4 * m.row_index_count,       esize * m.value_count};
   uint64_t end = 64;
-  for (Array& a : arrays) {
-    a.offset = align64(end);
-    end = a.offset + a.bytes;
+  for (int k = 0; k < 8; ++k) {
+    h.offset[k] = align64(end);
+    end = h.offset[k] + bytes[k];
   }
   if (end != s.size)
     fail(w, ": section is ", s.size, " bytes but its header implies ", end,
          " (rows, cols, num_r, num_c, counts)");
-  auto u32_array = [&](int k) { return reinterpret_cast<const uint32_t*>(p + arrays[k].offset); };
+  static const char* const kArrayNames[8] = {"strip_ptr", "col_block_ptr", "row_perm",
+                                             "block_col_ptr", "col_idx", "block_row_ptr",
+                                             "row_idx", "values"};
+  for (int k = 1; k < 8; ++k) {
+    const uint64_t gap_begin = h.offset[k - 1] + bytes[k - 1];
+    if (!all_zero(p + gap_begin, h.offset[k] - gap_begin))
+      fail(w, ": padding before ", kArrayNames[k], " (bytes ", gap_begin, "..", h.offset[k],
+           ") must be zero");
+  }
+  return h;
+}
+
+// Every array of a MATRIX section whose header read_matrix_header accepted.
+BspMatrixView parse_matrix(const Section& s, const MatrixHeader& h) {
+  const std::string& w = s.label;
+  const uint8_t* p = s.data;
+  BspMatrixView m;
+  m.rows = h.layout.rows;
+  m.cols = h.layout.cols;
+  m.num_r = h.layout.num_r;
+  m.num_c = h.layout.num_c;
+  m.dtype = h.layout.dtype;
+  m.value_count = h.layout.value_count;
+  const uint64_t value_count = h.layout.value_count;
+  const uint64_t col_index_count = h.layout.col_index_count;
+  const uint64_t row_index_count = h.layout.row_index_count;
+  const uint64_t blocks = uint64_t{m.num_r} * m.num_c;
+  auto u32_array = [&](int k) { return reinterpret_cast<const uint32_t*>(p + h.offset[k]); };
   m.strip_ptr = u32_array(0);
   m.col_block_ptr = u32_array(1);
   m.row_perm = u32_array(2);
@@ -163,7 +188,7 @@ BspMatrixView parse_matrix(const Section& s) {
   m.col_idx = u32_array(4);
   m.block_row_ptr = u32_array(5);
   m.row_idx = u32_array(6);
-  m.values = p + arrays[7].offset;
+  m.values = p + h.offset[7];
 
   check_ptr_array(w + ".strip_ptr", m.strip_ptr, m.num_r, m.rows);
   check_ptr_array(w + ".col_block_ptr", m.col_block_ptr, m.num_c, m.cols);
@@ -218,24 +243,25 @@ BspMatrixView parse_matrix(const Section& s) {
          " values (sum of |rows| x |cols| per block)");
 
   if (m.dtype == DType::kF32) {
-    const uint8_t* v = p + arrays[7].offset;
+    const uint8_t* v = p + h.offset[7];
     for (uint64_t k = 0; k < value_count; ++k) {
       const float x = read_f32(v + 4 * k);
       if (!std::isfinite(x)) fail(w, ".values[", k, "]: not finite");
       if (x != 0.0f) ++m.nonzeros;
     }
   } else {
-    const uint8_t* v = p + arrays[7].offset;
+    const uint8_t* v = p + h.offset[7];
     for (uint64_t k = 0; k < value_count; ++k) {
-      const uint16_t h = read_u16(v + 2 * k);
-      if ((h & 0x7C00u) == 0x7C00u) fail(w, ".values[", k, "]: not finite (f16 inf/NaN)");
-      if ((h & 0x7FFFu) != 0) ++m.nonzeros;
+      const uint16_t bits = read_u16(v + 2 * k);
+      if ((bits & 0x7C00u) == 0x7C00u) fail(w, ".values[", k, "]: not finite (f16 inf/NaN)");
+      if ((bits & 0x7FFFu) != 0) ++m.nonzeros;
     }
   }
   return m;
 }
 
-VectorView parse_vector(const Section& s) {
+// A VECTOR section's header and size; its values are checked by check_vector_values.
+VectorView read_vector_header(const Section& s) {
   const std::string& w = s.label;
   if (s.size < 16) fail(w, ": section is ", s.size, " bytes, shorter than its 16-byte header");
   VectorView v;
@@ -247,10 +273,13 @@ VectorView parse_vector(const Section& s) {
     fail(w, ": section is ", s.size, " bytes but length ", v.length, " implies ",
          16 + 4 * uint64_t{v.length});
   v.values = reinterpret_cast<const float*>(s.data + 16);
+  return v;
+}
+
+void check_vector_values(const Section& s, const VectorView& v) {
   for (uint32_t k = 0; k < v.length; ++k)
     if (!std::isfinite(read_f32(s.data + 16 + 4 * uint64_t{k})))
-      fail(w, ".values[", k, "]: not finite");
-  return v;
+      fail(s.label, ".values[", k, "]: not finite");
 }
 
 bool valid_utf8(const uint8_t* p, size_t n) {
@@ -286,9 +315,30 @@ bool valid_utf8(const uint8_t* p, size_t n) {
   return true;
 }
 
-}  // namespace
 
-ModelView parse_bspc(const uint8_t* data, size_t size) {
+using SectionKey = std::pair<uint32_t, uint32_t>;
+
+// Everything read_layout checks, kept for parse_bspc's deeper pass.
+struct Scan {
+  ModelLayout layout;
+  std::map<SectionKey, Section> sections;
+  std::vector<MatrixHeader> matrix_headers;  // per matrix id
+  std::vector<VectorView> biases;            // per matrix id, values not yet checked
+  uint32_t checksum = 0;
+
+  const Section* find(uint32_t type, uint32_t index) const {
+    auto it = sections.find({type, index});
+    return it == sections.end() ? nullptr : &it->second;
+  }
+  const Section& at(uint32_t type, uint32_t index) const { return sections.at({type, index}); }
+};
+
+std::string matrix_name(uint32_t id, uint32_t num_layers) {
+  if (id == 2 * num_layers) return "out.w";
+  return "l" + std::to_string(id / 2) + (id % 2 == 1 ? ".w_hh" : ".w_ih");
+}
+
+Scan scan(const uint8_t* data, size_t size) {
   if (size < kHeaderSize)
     fail("header: file is ", size, " bytes, shorter than the 64-byte header");
   if (std::memcmp(data, kMagic, sizeof kMagic) != 0)
@@ -313,13 +363,13 @@ ModelView parse_bspc(const uint8_t* data, size_t size) {
   const uint64_t dir_end = kHeaderSize + uint64_t{count} * kDirEntrySize;
   if (dir_end > size)
     fail("directory: ", count, " entries need ", dir_end, " bytes but the file has ", size);
+  Scan scanned;
   const uint32_t stored_crc = read_u32(data + 36);
-  const uint32_t actual_crc = crc32(data + kHeaderSize, size - kHeaderSize);
-  if (stored_crc != actual_crc)
+  scanned.checksum = crc32(data + kHeaderSize, size - kHeaderSize);
+  if (stored_crc != scanned.checksum)
     fail("header.checksum: stored CRC-32 0x", std::hex, stored_crc, " but the payload has 0x",
-         actual_crc, " (corrupted file)");
+         scanned.checksum, " (corrupted file)");
 
-  std::map<std::pair<uint32_t, uint32_t>, Section> sections;
   uint64_t prev_end = dir_end;
   for (uint32_t e = 0; e < count; ++e) {
     const uint8_t* d = data + kHeaderSize + uint64_t{e} * kDirEntrySize;
@@ -343,25 +393,19 @@ ModelView parse_bspc(const uint8_t* data, size_t size) {
     std::ostringstream label;
     label << section_name(s.type) << "[" << s.index << "]";
     s.label = label.str();
-    if (!sections.emplace(std::make_pair(s.type, s.index), s).second)
+    if (!scanned.sections.emplace(SectionKey{s.type, s.index}, s).second)
       fail(where.str(), ": duplicate section ", s.label);
   }
 
-  auto find = [&](uint32_t type, uint32_t index) -> const Section* {
-    auto it = sections.find({type, index});
-    return it == sections.end() ? nullptr : &it->second;
-  };
   auto require = [&](uint32_t type, uint32_t index) -> const Section& {
-    const Section* s = find(type, index);
+    const Section* s = scanned.find(type, index);
     if (s == nullptr) fail("directory: required section ", section_name(type), "[", index,
                            "] is missing");
     return *s;
   };
 
-  ModelView model;
-  model.checksum = actual_crc;
-
   // MODEL
+  ModelLayout& model = scanned.layout;
   const Section& ms = require(kModel, 0);
   if (ms.size < 32) fail("MODEL[0]: section is ", ms.size, " bytes, shorter than 32");
   const uint32_t kind = read_u32(ms.data);
@@ -399,8 +443,28 @@ ModelView parse_bspc(const uint8_t* data, size_t size) {
   }
   model.has_norm = (flags & 1u) != 0;
 
-  // LABELS
+  // Which sections exist, before any of them is read further.
+  const uint32_t n_mats = 2 * model.num_layers + 1;
+  for (const auto& entry : scanned.sections) {
+    const uint32_t type = entry.first.first, index = entry.first.second;
+    if ((type == kMatrix || type == kVector) && index >= n_mats)
+      fail(entry.second.label, ": index ", index, " unused by a ", model.num_layers,
+           "-layer model (ids 0..", n_mats - 1, ")");
+    if ((type == kModel || type == kLabels || type == kNorm || type == kMetadata) && index != 0)
+      fail(entry.second.label, ": index must be 0");
+  }
   const Section& ls = require(kLabels, 0);
+  const Section* ns = scanned.find(kNorm, 0);
+  if (model.has_norm && ns == nullptr)
+    fail("directory: MODEL[0].flags says a NORM section is present but it is missing");
+  if (!model.has_norm && ns != nullptr)
+    fail("directory: a NORM section is present but MODEL[0].flags bit 0 is not set");
+  for (uint32_t id = 0; id < n_mats; ++id) {
+    require(kMatrix, id);
+    require(kVector, id);
+  }
+
+  // LABELS: count and offsets (the strings are checked by parse_bspc).
   if (ls.size < 4) fail("LABELS[0]: section is ", ls.size, " bytes, shorter than 4");
   const uint32_t label_count = read_u32(ls.data);
   if (label_count != model.output_dim)
@@ -409,28 +473,17 @@ ModelView parse_bspc(const uint8_t* data, size_t size) {
   if (ls.size < offsets_end)
     fail("LABELS[0]: section is ", ls.size, " bytes, too short for ", label_count, " offsets");
   const uint8_t* offsets = ls.data + 4;
-  const uint8_t* blob = ls.data + offsets_end;
   if (read_u32(offsets) != 0) fail("LABELS[0].offsets[0]: must be 0");
   for (uint32_t k = 0; k < label_count; ++k) {
     const uint32_t a = read_u32(offsets + 4 * k), b = read_u32(offsets + 4 * (k + 1));
     if (b < a) fail("LABELS[0].offsets[", k + 1, "]: ", b, " is smaller than the previous ", a);
   }
-  const uint32_t blob_size = read_u32(offsets + 4 * uint64_t{label_count});
-  if (ls.size != offsets_end + blob_size)
+  model.label_bytes = read_u32(offsets + 4 * uint64_t{label_count});
+  if (ls.size != offsets_end + model.label_bytes)
     fail("LABELS[0]: section is ", ls.size, " bytes but the offsets imply ",
-         offsets_end + blob_size);
-  for (uint32_t k = 0; k < label_count; ++k) {
-    const uint32_t a = read_u32(offsets + 4 * k), b = read_u32(offsets + 4 * (k + 1));
-    if (!valid_utf8(blob + a, b - a)) fail("LABELS[0]: label ", k, " is not valid UTF-8");
-    model.labels.emplace_back(reinterpret_cast<const char*>(blob + a), b - a);
-  }
+         offsets_end + model.label_bytes);
 
-  // NORM
-  const Section* ns = find(kNorm, 0);
-  if (model.has_norm && ns == nullptr)
-    fail("directory: MODEL[0].flags says a NORM section is present but it is missing");
-  if (!model.has_norm && ns != nullptr)
-    fail("directory: a NORM section is present but MODEL[0].flags bit 0 is not set");
+  // NORM: size (values are checked by parse_bspc).
   if (ns != nullptr) {
     if (ns->size < 8) fail("NORM[0]: section is ", ns->size, " bytes, shorter than 8");
     const uint32_t dim = read_u32(ns->data);
@@ -439,6 +492,79 @@ ModelView parse_bspc(const uint8_t* data, size_t size) {
     if (ns->size != 8 + 8 * uint64_t{dim})
       fail("NORM[0]: section is ", ns->size, " bytes but dim ", dim, " implies ",
            8 + 8 * uint64_t{dim});
+  }
+  if (const Section* md = scanned.find(kMetadata, 0)) model.metadata_bytes = md->size;
+
+  // Weights and biases: headers, sizes and the shapes the model kind implies.
+  const uint32_t gates = gate_count(model.kind);
+  for (uint32_t id = 0; id < n_mats; ++id) {
+    const uint32_t layer = id / 2;
+    uint32_t rows, cols;
+    if (id == 2 * model.num_layers) {
+      rows = model.output_dim;
+      cols = model.hidden_dims.back();
+    } else {
+      const uint32_t h = model.hidden_dims[layer];
+      rows = gates * h;
+      cols = (id % 2 == 1) ? h : (layer == 0 ? model.input_dim : model.hidden_dims[layer - 1]);
+    }
+    const MatrixHeader mh = read_matrix_header(scanned.at(kMatrix, id));
+    if (mh.layout.rows != rows || mh.layout.cols != cols)
+      fail("MATRIX[", id, "] (", matrix_name(id, model.num_layers), "): shape ", mh.layout.rows,
+           "x", mh.layout.cols, " but the model needs ", rows, "x", cols);
+    scanned.matrix_headers.push_back(mh);
+    model.matrices.push_back(mh.layout);
+    const VectorView v = read_vector_header(scanned.at(kVector, id));
+    if (v.length != rows)
+      fail("VECTOR[", id, "] (bias of ", matrix_name(id, model.num_layers), "): length ",
+           v.length, " but the model needs ", rows);
+    scanned.biases.push_back(v);
+  }
+  // Padding, last: a section whose size is wrong is reported as that, not as the nonzero
+  // "padding" its real bytes would leave behind.
+  uint64_t gap_begin = dir_end;
+  for (uint32_t e = 0; e < count; ++e) {
+    const uint8_t* d = data + kHeaderSize + uint64_t{e} * kDirEntrySize;
+    const uint64_t offset = read_u64(d + 8);
+    if (!all_zero(data + gap_begin, offset - gap_begin))
+      fail("directory[", e, "] (", section_name(read_u32(d)), "[", read_u32(d + 4),
+           "]): padding before the section (bytes ", gap_begin, "..", offset, ") must be zero");
+    gap_begin = offset + read_u64(d + 16);
+  }
+  if (!all_zero(data + prev_end, size - prev_end))
+    fail("file: bytes ", prev_end, "..", size, " after the last section must be zero padding");
+  return scanned;
+}
+
+}  // namespace
+
+ModelLayout read_layout(const uint8_t* data, size_t size) { return scan(data, size).layout; }
+
+ModelView parse_bspc(const uint8_t* data, size_t size) {
+  const Scan scanned = scan(data, size);
+  const ModelLayout& layout = scanned.layout;
+  ModelView model;
+  model.kind = layout.kind;
+  model.num_layers = layout.num_layers;
+  model.input_dim = layout.input_dim;
+  model.output_dim = layout.output_dim;
+  model.hidden_dims = layout.hidden_dims;
+  model.has_norm = layout.has_norm;
+  model.checksum = scanned.checksum;
+
+  // LABELS: offsets were checked by scan(); now the strings.
+  const Section& ls = scanned.at(kLabels, 0);
+  const uint8_t* offsets = ls.data + 4;
+  const uint8_t* blob = offsets + 4 * (uint64_t{layout.output_dim} + 1);
+  model.labels.reserve(layout.output_dim);
+  for (uint32_t k = 0; k < layout.output_dim; ++k) {
+    const uint32_t a = read_u32(offsets + 4 * k), b = read_u32(offsets + 4 * (k + 1));
+    if (!valid_utf8(blob + a, b - a)) fail("LABELS[0]: label ", k, " is not valid UTF-8");
+    model.labels.emplace_back(reinterpret_cast<const char*>(blob + a), b - a);
+  }
+
+  if (const Section* ns = scanned.find(kNorm, 0)) {
+    const uint32_t dim = layout.input_dim;
     model.norm_eps = read_f32(ns->data + 4);
     if (!(model.norm_eps > 0.0f) || !std::isfinite(model.norm_eps))
       fail("NORM[0].eps: must be finite and > 0, found ", model.norm_eps);
@@ -454,47 +580,18 @@ ModelView parse_bspc(const uint8_t* data, size_t size) {
   }
 
   // METADATA (optional): free-form UTF-8 text, JSON by convention; the runtime only carries it.
-  if (const Section* md = find(kMetadata, 0)) {
+  if (const Section* md = scanned.find(kMetadata, 0)) {
     if (!valid_utf8(md->data, md->size)) fail("METADATA[0]: not valid UTF-8");
     model.metadata.assign(reinterpret_cast<const char*>(md->data), md->size);
   }
 
-  // Weights and biases, with the shapes the model kind implies.
-  const uint32_t gates = gate_count(model.kind);
-  const uint32_t n_mats = 2 * model.num_layers + 1;
-  for (const auto& entry : sections) {
-    const uint32_t type = entry.first.first, index = entry.first.second;
-    if ((type == kMatrix || type == kVector) && index >= n_mats)
-      fail(entry.second.label, ": index ", index, " unused by a ", model.num_layers,
-           "-layer model (ids 0..", n_mats - 1, ")");
-    if ((type == kModel || type == kLabels || type == kNorm || type == kMetadata) && index != 0)
-      fail(entry.second.label, ": index must be 0");
-  }
+  const uint32_t n_mats = 2 * layout.num_layers + 1;
   for (uint32_t id = 0; id < n_mats; ++id) {
-    const uint32_t layer = id / 2;
-    uint32_t rows, cols;
-    std::string name;
-    if (id == 2 * model.num_layers) {
-      rows = model.output_dim;
-      cols = model.hidden_dims.back();
-      name = "out.w";
-    } else {
-      const uint32_t h = model.hidden_dims[layer];
-      rows = gates * h;
-      cols = (id % 2 == 1) ? h : (layer == 0 ? model.input_dim : model.hidden_dims[layer - 1]);
-      name = "l" + std::to_string(layer) + (id % 2 == 1 ? ".w_hh" : ".w_ih");
-    }
-    BspMatrixView m = parse_matrix(require(kMatrix, id));
-    if (m.rows != rows || m.cols != cols)
-      fail("MATRIX[", id, "] (", name, "): shape ", m.rows, "x", m.cols, " but the model needs ",
-           rows, "x", cols);
-    m.name = name;
+    BspMatrixView m = parse_matrix(scanned.at(kMatrix, id), scanned.matrix_headers[id]);
+    m.name = matrix_name(id, layout.num_layers);
     model.matrices.push_back(std::move(m));
-    VectorView v = parse_vector(require(kVector, id));
-    if (v.length != rows)
-      fail("VECTOR[", id, "] (bias of ", name, "): length ", v.length, " but the model needs ",
-           rows);
-    model.biases.push_back(v);
+    check_vector_values(scanned.at(kVector, id), scanned.biases[id]);
+    model.biases.push_back(scanned.biases[id]);
   }
   return model;
 }

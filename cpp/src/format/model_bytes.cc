@@ -1,73 +1,84 @@
 #include "format/model_bytes.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <utility>
 
 #include "rtmobile/rtmobile.hpp"
 
 namespace rtmobile {
+namespace {
 
-ModelBytes ModelBytes::map_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
+const char* file_type_name(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a regular file";
+}
+
+// Closes the descriptor on every path out of read_file.
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
+ModelBytes ModelBytes::read_file(const std::string& path, uint64_t max_bytes) {
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. It has
+  // no effect on regular files, the only kind accepted below.
+  const FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (fd.get() < 0)
     throw Error(ErrorCode::kIo, "cannot open model file '" + path + "': " + std::strerror(errno));
   struct stat st{};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    const int err = errno;
-    ::close(fd);
-    throw Error(ErrorCode::kIo, "model path '" + path + "' is not a regular file" +
-                                    (err ? std::string(": ") + std::strerror(err) : ""));
-  }
+  if (::fstat(fd.get(), &st) != 0)
+    throw Error(ErrorCode::kIo, "cannot stat model file '" + path + "': " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode))
+    throw Error(ErrorCode::kIo, "model path '" + path + "' is " + file_type_name(st.st_mode) +
+                                    ", not a regular file");
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size > max_bytes)
+    throw Error(ErrorCode::kResourceLimit,
+                "model file '" + path + "' is " + std::to_string(size) +
+                    " bytes, more than the session's memory limit of " +
+                    std::to_string(max_bytes) + " bytes; raise memory_limit_mb to load it");
   ModelBytes bytes;
-  bytes.size_ = static_cast<size_t>(st.st_size);
-  if (bytes.size_ == 0) {
-    ::close(fd);
-    return bytes;  // the parser reports an empty file precisely
+  bytes.buffer_ = AlignedBuffer<uint8_t>(static_cast<size_t>(size));
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::read(fd.get(), bytes.buffer_.data() + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      throw Error(ErrorCode::kIo, "cannot read model file '" + path + "': " +
+                                      std::strerror(errno));
+    if (n == 0)
+      throw Error(ErrorCode::kIo, "model file '" + path + "' shrank while it was being read (" +
+                                      std::to_string(done) + " of " + std::to_string(size) +
+                                      " bytes)");
+    done += static_cast<size_t>(n);
   }
-  void* map = ::mmap(nullptr, bytes.size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int err = errno;
-  ::close(fd);
-  if (map == MAP_FAILED)
-    throw Error(ErrorCode::kIo, "cannot map model file '" + path + "': " + std::strerror(err));
-  bytes.map_ = map;
-  bytes.data_ = static_cast<const uint8_t*>(map);
   return bytes;
 }
 
 ModelBytes ModelBytes::copy(const void* data, size_t size) {
   ModelBytes bytes;
-  bytes.copy_ = AlignedBuffer<uint8_t>(size);
-  if (size != 0) std::memcpy(bytes.copy_.data(), data, size);
-  bytes.data_ = bytes.copy_.data();
-  bytes.size_ = size;
+  bytes.buffer_ = AlignedBuffer<uint8_t>(size);
+  if (size != 0) std::memcpy(bytes.buffer_.data(), data, size);
   return bytes;
-}
-
-ModelBytes::ModelBytes(ModelBytes&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)),
-      size_(std::exchange(other.size_, 0)),
-      map_(std::exchange(other.map_, nullptr)),
-      copy_(std::move(other.copy_)) {}
-
-ModelBytes& ModelBytes::operator=(ModelBytes&& other) noexcept {
-  if (this != &other) {
-    if (map_ != nullptr) ::munmap(map_, size_);
-    data_ = std::exchange(other.data_, nullptr);
-    size_ = std::exchange(other.size_, 0);
-    map_ = std::exchange(other.map_, nullptr);
-    copy_ = std::move(other.copy_);
-  }
-  return *this;
-}
-
-ModelBytes::~ModelBytes() {
-  if (map_ != nullptr) ::munmap(map_, size_);
 }
 
 }  // namespace rtmobile

@@ -1,4 +1,8 @@
-// Owner of a model's bytes: a read-only memory map of the file, or an aligned private copy.
+// Owner of a model's bytes: an aligned private copy of the file or of the caller's buffer.
+//
+// The file is read, not memory-mapped: a mapping would let a later rewrite or truncation of the
+// file change (or SIGBUS) data the reader already validated. Once a session is built from the
+// bytes it keeps only what it packed and copied, and the bytes are freed.
 #pragma once
 
 #include <cstddef>
@@ -11,24 +15,17 @@ namespace rtmobile {
 
 class ModelBytes {
  public:
-  static ModelBytes map_file(const std::string& path);  // throws Error(kIo)
+  // Throws Error(kIo) for a path that cannot be read or is not a regular file (a FIFO, device
+  // or directory: checked before anything can block), and Error(kResourceLimit) for a file
+  // larger than `max_bytes`.
+  static ModelBytes read_file(const std::string& path, uint64_t max_bytes);
   static ModelBytes copy(const void* data, size_t size);
 
-  ModelBytes(ModelBytes&& other) noexcept;
-  ModelBytes& operator=(ModelBytes&& other) noexcept;
-  ModelBytes(const ModelBytes&) = delete;
-  ModelBytes& operator=(const ModelBytes&) = delete;
-  ~ModelBytes();
-
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
+  const uint8_t* data() const { return buffer_.data(); }
+  size_t size() const { return buffer_.size(); }
 
  private:
-  ModelBytes() = default;
-  const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-  void* map_ = nullptr;  // non-null when memory-mapped
-  AlignedBuffer<uint8_t> copy_;
+  AlignedBuffer<uint8_t> buffer_;
 };
 
 }  // namespace rtmobile

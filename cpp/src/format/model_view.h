@@ -53,8 +53,31 @@ struct ModelView {
   uint32_t checksum = 0;
 };
 
-// Validates every rule of docs/bspc.md and throws FormatError naming the section and field.
-// `data` must be 4-byte aligned.
+// What the headers alone say about a model: enough to plan memory before anything large is
+// allocated (runtime/memory_plan.h).
+struct MatrixLayout {
+  uint32_t rows = 0, cols = 0, num_r = 0, num_c = 0;
+  DType dtype = DType::kF32;
+  uint64_t value_count = 0, col_index_count = 0, row_index_count = 0;
+};
+
+struct ModelLayout {
+  ModelKind kind = ModelKind::kGru;
+  uint32_t num_layers = 0, input_dim = 0, output_dim = 0;
+  std::vector<uint32_t> hidden_dims;
+  bool has_norm = false;
+  uint64_t label_bytes = 0;     // the label strings' total length
+  uint64_t metadata_bytes = 0;  // 0 when there is no METADATA section
+  std::vector<MatrixLayout> matrices;  // same ids as ModelView::matrices
+};
+
+// Validates the file header, the directory, the padding, every section's own header and size,
+// the model's shapes, and that every required section is present; allocates O(sections +
+// layers). Throws FormatError naming the section and field.
+ModelLayout read_layout(const uint8_t* data, size_t size);
+
+// Validates every rule of docs/bspc.md (read_layout's, then every array and value) and throws
+// FormatError naming the section and field. `data` must be 4-byte aligned.
 ModelView parse_bspc(const uint8_t* data, size_t size);
 
 }  // namespace rtmobile

@@ -121,12 +121,11 @@ uint32_t u32(size_t v) { return static_cast<uint32_t>(v); }
 
 class OpenCLBackend final : public Backend {
  public:
-  OpenCLBackend(ModelBytes bytes, const SessionOptions& options);
+  OpenCLBackend(const ModelView& view, const SessionOptions& options);
   ~OpenCLBackend() override {
     if (queue_) clFinish(queue_.get());
   }
 
-  const ModelInfo& info() const override { return info_; }
   RecurrentState new_state() const override;
   void process(RecurrentState& state, const float* frames, size_t num_frames,
                float* logits) override;
@@ -156,8 +155,8 @@ class OpenCLBackend final : public Backend {
             uint32_t ldy, uint32_t frames);
   void enqueue_write(cl_mem dst, size_t offset, size_t bytes, const void* src, bool blocking);
 
-  ModelBytes bytes_;
-  ModelView view_;
+  ModelKind kind_;
+  uint32_t input_dim_, output_dim_;
   size_t chunk_frames_ = kDefaultChunkFrames, frame_tile_ = kDefaultFrameTile;
   cl_device_id device_ = nullptr;
   cl::Context context_;
@@ -171,13 +170,12 @@ class OpenCLBackend final : public Backend {
   std::vector<Layer> layers_;
   Matrix output_;
   cl::Mem input_, gates_in_, gates_hidden_, logits_;
-  std::vector<float> norm_scale_, staged_;
+  std::vector<float> norm_mean_, norm_scale_, staged_;  // empty without normalisation
   std::mutex mutex_;
-  ModelInfo info_;
 };
 
-OpenCLBackend::OpenCLBackend(ModelBytes bytes, const SessionOptions& options)
-    : bytes_(std::move(bytes)), view_(parse_bspc(bytes_.data(), bytes_.size())) {
+OpenCLBackend::OpenCLBackend(const ModelView& view, const SessionOptions& options)
+    : kind_(view.kind), input_dim_(view.input_dim), output_dim_(view.output_dim) {
   if (options.threads < 0 || options.threads > kMaxThreads)
     throw Error(ErrorCode::kInvalidArgument,
                 "threads must be in [0, " + std::to_string(kMaxThreads) + "] (0 = auto), got " +
@@ -230,44 +228,45 @@ OpenCLBackend::OpenCLBackend(ModelBytes bytes, const SessionOptions& options)
   if (local_mem_ < x_bytes_)
     unsupported("device '" + device_name + "' has no local memory for the kernels");
 
-  const uint32_t gates = gate_count(view_.kind);
+  const uint32_t gates = gate_count(view.kind);
   size_t max_gates = 0;
-  for (uint32_t l = 0; l < view_.num_layers; ++l) {
+  for (uint32_t l = 0; l < view.num_layers; ++l) {
     Layer layer;
-    layer.hidden = view_.hidden_dims[l];
-    layer.in_dim = l == 0 ? view_.input_dim : view_.hidden_dims[l - 1];
-    layer.w_ih = upload(view_.matrices[2 * l], view_.biases[2 * l]);
-    layer.w_hh = upload(view_.matrices[2 * l + 1], view_.biases[2 * l + 1]);
+    layer.hidden = view.hidden_dims[l];
+    layer.in_dim = l == 0 ? view.input_dim : view.hidden_dims[l - 1];
+    layer.w_ih = upload(view.matrices[2 * l], view.biases[2 * l]);
+    layer.w_hh = upload(view.matrices[2 * l + 1], view.biases[2 * l + 1]);
     layer.seq = buffer(CL_MEM_READ_WRITE, (chunk_frames_ + 1) * layer.hidden * sizeof(float));
-    if (view_.kind == ModelKind::kLstm)
+    if (view.kind == ModelKind::kLstm)
       layer.cell = buffer(CL_MEM_READ_WRITE, layer.hidden * sizeof(float));
     max_gates = std::max<size_t>(max_gates, size_t{gates} * layer.hidden);
     layers_.push_back(std::move(layer));
   }
-  output_ = upload(view_.matrices[2 * view_.num_layers], view_.biases[2 * view_.num_layers]);
-  input_ = buffer(CL_MEM_READ_ONLY, chunk_frames_ * view_.input_dim * sizeof(float));
+  output_ = upload(view.matrices[2 * view.num_layers], view.biases[2 * view.num_layers]);
+  input_ = buffer(CL_MEM_READ_ONLY, chunk_frames_ * view.input_dim * sizeof(float));
   gates_in_ = buffer(CL_MEM_READ_WRITE, chunk_frames_ * max_gates * sizeof(float));
   gates_hidden_ = buffer(CL_MEM_READ_WRITE, max_gates * sizeof(float));
-  logits_ = buffer(CL_MEM_WRITE_ONLY, chunk_frames_ * view_.output_dim * sizeof(float));
+  logits_ = buffer(CL_MEM_WRITE_ONLY, chunk_frames_ * view.output_dim * sizeof(float));
   for (const Layer& l : layers_)
     if ((chunk_frames_ + 1) * l.hidden * gates > 0xffffffffu)
       unsupported("hidden size " + std::to_string(l.hidden) + " is too large for 32-bit offsets");
-  if (view_.has_norm) {
-    norm_scale_.resize(view_.input_dim);
-    for (uint32_t k = 0; k < view_.input_dim; ++k)
-      norm_scale_[k] = 1.0f / std::sqrt(view_.norm_var[k] + view_.norm_eps);
-    staged_.resize(chunk_frames_ * view_.input_dim);
+  if (view.has_norm) {
+    norm_mean_.assign(view.norm_mean, view.norm_mean + view.input_dim);
+    norm_scale_.resize(view.input_dim);
+    for (uint32_t k = 0; k < view.input_dim; ++k)
+      norm_scale_[k] = 1.0f / std::sqrt(view.norm_var[k] + view.norm_eps);
+    staged_.resize(chunk_frames_ * view.input_dim);
   }
   cl::check(clFinish(queue_.get()), "clFinish");
 
-  info_.kind = view_.kind == ModelKind::kGru ? "gru" : "lstm";
-  info_.input_dim = view_.input_dim;
-  info_.output_dim = view_.output_dim;
-  info_.hidden_dims = view_.hidden_dims;
-  info_.has_normalization = view_.has_norm;
-  info_.labels = view_.labels;
-  info_.metadata = view_.metadata;
-  info_.checksum = view_.checksum;
+  info_.kind = view.kind == ModelKind::kGru ? "gru" : "lstm";
+  info_.input_dim = view.input_dim;
+  info_.output_dim = view.output_dim;
+  info_.hidden_dims = view.hidden_dims;
+  info_.has_normalization = view.has_norm;
+  info_.labels = view.labels;
+  info_.metadata = view.metadata;
+  info_.checksum = view.checksum;
   info_.isa = "opencl:" + device_name;
   info_.threads = 1;  // one host thread drives the device queue
   info_.weights = "f16";  // on the device, whatever the file stores
@@ -277,8 +276,8 @@ OpenCLBackend::OpenCLBackend(ModelBytes bytes, const SessionOptions& options)
   for (const Layer& l : layers_)
     info_.frame_tile = std::max<int>(info_.frame_tile, static_cast<int>(l.w_ih.frame_tile));
   info_.frame_tile = std::max<int>(info_.frame_tile, static_cast<int>(output_.frame_tile));
-  for (size_t id = 0; id < view_.matrices.size(); ++id) {
-    const BspMatrixView& m = view_.matrices[id];
+  for (size_t id = 0; id < view.matrices.size(); ++id) {
+    const BspMatrixView& m = view.matrices[id];
     MatrixInfo mi;
     mi.name = m.name;
     mi.rows = m.rows;
@@ -291,7 +290,7 @@ OpenCLBackend::OpenCLBackend(ModelBytes bytes, const SessionOptions& options)
     info_.dense_weights += uint64_t{m.rows} * m.cols;
     info_.stored_weights += m.value_count;
     info_.nonzero_weights += m.nonzeros;
-    info_.bias_params += view_.biases[id].length;
+    info_.bias_params += view.biases[id].length;
     info_.matrices.push_back(mi);
   }
   info_.compression_rate =
@@ -429,7 +428,7 @@ RecurrentState OpenCLBackend::new_state() const {
   RecurrentState state;
   for (const Layer& l : layers_) {
     state.h.emplace_back(l.hidden);
-    if (view_.kind == ModelKind::kLstm) state.c.emplace_back(l.hidden);
+    if (kind_ == ModelKind::kLstm) state.c.emplace_back(l.hidden);
   }
   reset(state);
   return state;
@@ -448,22 +447,22 @@ void OpenCLBackend::process(RecurrentState& state, const float* frames, size_t n
     ~Drain() { clFinish(q); }
   } drain{queue_.get()};
 
-  const bool lstm = view_.kind == ModelKind::kLstm;
+  const bool lstm = kind_ == ModelKind::kLstm;
   for (size_t l = 0; l < layers_.size(); ++l) {  // the state lives on the host between calls
     const size_t bytes = layers_[l].hidden * sizeof(float);
     enqueue_write(layers_[l].seq.get(), 0, bytes, state.h[l].data(), false);
     if (lstm) enqueue_write(layers_[l].cell.get(), 0, bytes, state.c[l].data(), false);
   }
-  const size_t in_dim = view_.input_dim, out_dim = view_.output_dim;
-  const uint32_t gates = gate_count(view_.kind);
+  const size_t in_dim = input_dim_, out_dim = output_dim_;
+  const uint32_t gates = gate_count(kind_);
   for (size_t c0 = 0; c0 < num_frames; c0 += chunk_frames_) {
     const size_t n = std::min(chunk_frames_, num_frames - c0);
     const float* x = frames + c0 * in_dim;
-    if (view_.has_norm) {  // the CPU engine's arithmetic, on the host
+    if (!norm_scale_.empty()) {  // the CPU engine's arithmetic, on the host
       float* dst = staged_.data();
       for (size_t t = 0; t < n; ++t)
         for (size_t k = 0; k < in_dim; ++k)
-          dst[t * in_dim + k] = (x[t * in_dim + k] - view_.norm_mean[k]) * norm_scale_[k];
+          dst[t * in_dim + k] = (x[t * in_dim + k] - norm_mean_[k]) * norm_scale_[k];
       x = dst;
     }
     // Blocking: the staging buffer is reused by the next chunk.
@@ -525,8 +524,9 @@ void OpenCLBackend::process(RecurrentState& state, const float* frames, size_t n
 
 }  // namespace
 
-std::unique_ptr<Backend> make_opencl_backend(ModelBytes bytes, const SessionOptions& options) {
-  return std::make_unique<OpenCLBackend>(std::move(bytes), options);
+std::unique_ptr<Backend> make_opencl_backend(const ModelView& view,
+                                             const SessionOptions& options) {
+  return std::make_unique<OpenCLBackend>(view, options);
 }
 
 }  // namespace rtmobile

@@ -6,7 +6,7 @@
 
 #include <memory>
 
-#include "format/model_bytes.h"
+#include "format/model_view.h"
 #include "rtmobile/rtmobile.hpp"
 #include "runtime/engine.h"
 
@@ -16,7 +16,8 @@ namespace rtmobile {
 // overrides), builds the kernels and uploads the weights. Throws Error(kUnsupported) when no
 // OpenCL platform or device exists (or, in RTM_OPENCL_DLOPEN builds, no libOpenCL loads) and
 // for opencl_math='half' without cl_khr_fp16, Error(kInternal) naming the call and CL error on
-// a failure.
-std::unique_ptr<Backend> make_opencl_backend(ModelBytes bytes, const SessionOptions& options);
+// a failure. `view` need only outlive the call: the weights are uploaded, the rest copied.
+std::unique_ptr<Backend> make_opencl_backend(const ModelView& view,
+                                             const SessionOptions& options);
 
 }  // namespace rtmobile

@@ -8,10 +8,13 @@
 namespace rtmobile {
 
 BspMatrix::BspMatrix(const BspMatrixView& view, const float* bias, int threads, DType compute)
-    : rows_(view.rows), cols_(view.cols), dtype_(compute), row_perm_(view.row_perm),
-      bias_(bias) {
-  for (uint32_t s = 0; s < rows_; ++s)
-    if (row_perm_[s] != s) perm_identity_ = false;
+    : rows_(view.rows), cols_(view.cols), dtype_(compute), bias_(bias, bias + view.rows) {
+  for (uint32_t s = 0; s < rows_; ++s) {
+    if (view.row_perm[s] != s) {
+      row_perm_.assign(view.row_perm, view.row_perm + rows_);
+      break;
+    }
+  }
 
   // Work of each stored row: the kept columns it multiplies, plus a little per-row overhead.
   std::vector<uint64_t> row_work(rows_, 1);
@@ -68,9 +71,11 @@ BspMatrix::BspMatrix(const BspMatrixView& view, const float* bias, int threads, 
         p.panels = static_cast<uint32_t>((p.rows + kPanelRows - 1) / kPanelRows);
         p.packed_offset = packed_elems;
         packed_elems += size_t{p.panels} * kPanelRows * ncols;
-        p.col_idx = view.col_idx + view.block_col_ptr[b];
-        p.first_col = p.col_idx[0];
-        p.cols_contiguous = p.col_idx[ncols - 1] - p.col_idx[0] == ncols - 1;
+        const uint32_t* cols = view.col_idx + view.block_col_ptr[b];
+        p.col_idx = col_idx_.size();
+        col_idx_.insert(col_idx_.end(), cols, cols + ncols);
+        p.first_col = cols[0];
+        p.cols_contiguous = cols[ncols - 1] - cols[0] == ncols - 1;
         p.rows_contiguous = *(e - 1) - *a == p.rows - 1;
         p.first_row = strip0 + *a - w.row_begin;
         p.local_rows = local_rows_.size();
@@ -133,8 +138,9 @@ void BspMatrix::run_pieces(const KernelTable& k, const ThreadWork& work, const f
       ldxg = ldx;
     } else {  // gather the block's kept inputs once for all its rows
       float* g = s.gathered.data();
+      const uint32_t* cols = col_idx_.data() + p.col_idx;
       for (size_t t = 0; t < frames; ++t)
-        for (uint32_t c = 0; c < p.cols; ++c) g[t * p.cols + c] = x[t * ldx + p.col_idx[c]];
+        for (uint32_t c = 0; c < p.cols; ++c) g[t * p.cols + c] = x[t * ldx + cols[c]];
       xg = g;
       ldxg = p.cols;
     }
@@ -178,10 +184,10 @@ void BspMatrix::gemm(const KernelTable& k, int tid, const float* x, size_t ldx, 
   for (size_t t = 0; t < frames; ++t) {
     float* yt = y + t * ldy;
     const float* st = stored + t * own;
-    if (perm_identity_) {
+    if (row_perm_.empty()) {
       for (size_t r = 0; r < own; ++r) yt[work.row_begin + r] = st[r] + bias_[work.row_begin + r];
     } else {  // undo the matrix reorder
-      const uint32_t* perm = row_perm_ + work.row_begin;
+      const uint32_t* perm = row_perm_.data() + work.row_begin;
       for (size_t r = 0; r < own; ++r) yt[perm[r]] = st[r] + bias_[perm[r]];
     }
   }

@@ -28,6 +28,7 @@ struct MatrixScratch {
 class BspMatrix {
  public:
   // `compute` is the precision the weights are packed in (the stored one, or converted).
+  // `view` and `bias` need only outlive the constructor.
   BspMatrix(const BspMatrixView& view, const float* bias, int threads, DType compute);
 
   uint32_t rows() const { return rows_; }
@@ -48,7 +49,7 @@ class BspMatrix {
   struct Piece {
     size_t packed_offset;        // elements into packed_
     uint32_t panels, cols, rows;  // rows: valid rows of the piece
-    const uint32_t* col_idx;     // kept input columns
+    size_t col_idx;              // offset of its kept input columns in col_idx_
     bool cols_contiguous;
     uint32_t first_col;
     bool rows_contiguous;
@@ -67,12 +68,14 @@ class BspMatrix {
   void run_pieces(const KernelTable& k, const ThreadWork& work, const float* x, size_t ldx,
                   size_t frames, MatrixScratch& s) const;
 
+  // Everything is owned: nothing points into the model file's bytes, which are freed after
+  // load.
   uint32_t rows_, cols_;
   DType dtype_;
-  const uint32_t* row_perm_;
-  bool perm_identity_ = true;
-  const float* bias_;
+  std::vector<uint32_t> row_perm_;  // empty when the permutation is the identity
+  std::vector<float> bias_;
   std::vector<ThreadWork> work_;
+  std::vector<uint32_t> col_idx_;  // kept columns of the pieces' blocks
   std::vector<uint32_t> local_rows_;
   AlignedBuffer<float> packed_f32_;
   AlignedBuffer<uint16_t> packed_f16_;

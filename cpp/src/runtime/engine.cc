@@ -5,6 +5,8 @@
 #include <cstring>
 #include <thread>
 
+#include "runtime/memory_plan.h"
+
 #if defined(RTM_HAVE_OPENCL)
 #include "opencl/opencl_backend.h"
 #endif
@@ -56,41 +58,43 @@ std::pair<size_t, size_t> hidden_range(int tid, int threads, size_t n) {
 
 }  // namespace
 
-Engine::Engine(ModelBytes bytes, const SessionOptions& options)
-    : bytes_(std::move(bytes)),
-      view_(parse_bspc(bytes_.data(), bytes_.size())),
+Engine::Engine(const ModelView& view, const SessionOptions& options)
+    : kind_(view.kind),
+      input_dim_(view.input_dim),
+      output_dim_(view.output_dim),
       chunk_frames_(resolve_count(options.chunk_frames, kDefaultChunkFrames, 4096,
                                   "chunk_frames")),
       frame_tile_(resolve_count(options.frame_tile, kDefaultFrameTile, 256, "frame_tile")),
       kernels_(&select_kernels(options.isa)),
       pool_(resolve_threads(options.threads)) {
   const int threads = pool_.size();
-  const uint32_t gates = gate_count(view_.kind);
-  const uint32_t num_layers = view_.num_layers;
+  const uint32_t gates = gate_count(view.kind);
+  const uint32_t num_layers = view.num_layers;
   size_t max_hidden = 0, max_gates = 0;
   for (uint32_t l = 0; l < num_layers; ++l) {
     Layer layer;
-    layer.hidden = view_.hidden_dims[l];
-    layer.in_dim = l == 0 ? view_.input_dim : view_.hidden_dims[l - 1];
-    const BspMatrixView& w_ih = view_.matrices[2 * l];
-    const BspMatrixView& w_hh = view_.matrices[2 * l + 1];
-    layer.w_ih = std::make_unique<BspMatrix>(w_ih, view_.biases[2 * l].values, threads,
+    layer.hidden = view.hidden_dims[l];
+    layer.in_dim = l == 0 ? view.input_dim : view.hidden_dims[l - 1];
+    const BspMatrixView& w_ih = view.matrices[2 * l];
+    const BspMatrixView& w_hh = view.matrices[2 * l + 1];
+    layer.w_ih = std::make_unique<BspMatrix>(w_ih, view.biases[2 * l].values, threads,
                                              compute_dtype(options.weights, w_ih.dtype));
-    layer.w_hh = std::make_unique<BspMatrix>(w_hh, view_.biases[2 * l + 1].values, threads,
+    layer.w_hh = std::make_unique<BspMatrix>(w_hh, view.biases[2 * l + 1].values, threads,
                                              compute_dtype(options.weights, w_hh.dtype));
     max_hidden = std::max<size_t>(max_hidden, layer.hidden);
     max_gates = std::max<size_t>(max_gates, size_t{gates} * layer.hidden);
     layers_.push_back(std::move(layer));
   }
-  const BspMatrixView& w_out = view_.matrices[2 * num_layers];
-  output_ = std::make_unique<BspMatrix>(w_out, view_.biases[2 * num_layers].values, threads,
+  const BspMatrixView& w_out = view.matrices[2 * num_layers];
+  output_ = std::make_unique<BspMatrix>(w_out, view.biases[2 * num_layers].values, threads,
                                         compute_dtype(options.weights, w_out.dtype));
 
-  if (view_.has_norm) {
-    norm_scale_.resize(view_.input_dim);
-    for (uint32_t k = 0; k < view_.input_dim; ++k)
-      norm_scale_[k] = 1.0f / std::sqrt(view_.norm_var[k] + view_.norm_eps);
-    input_ = AlignedBuffer<float>(chunk_frames_ * view_.input_dim);
+  if (view.has_norm) {
+    norm_mean_.assign(view.norm_mean, view.norm_mean + view.input_dim);
+    norm_scale_.resize(view.input_dim);
+    for (uint32_t k = 0; k < view.input_dim; ++k)
+      norm_scale_[k] = 1.0f / std::sqrt(view.norm_var[k] + view.norm_eps);
+    input_ = AlignedBuffer<float>(chunk_frames_ * view.input_dim);
   }
   gates_in_ = AlignedBuffer<float>(chunk_frames_ * max_gates);
   gates_hidden_ = AlignedBuffer<float>(max_gates);
@@ -115,21 +119,21 @@ Engine::Engine(ModelBytes bytes, const SessionOptions& options)
     s.stored = AlignedBuffer<float>(stored);
   }
 
-  info_.kind = view_.kind == ModelKind::kGru ? "gru" : "lstm";
-  info_.input_dim = view_.input_dim;
-  info_.output_dim = view_.output_dim;
-  info_.hidden_dims = view_.hidden_dims;
-  info_.has_normalization = view_.has_norm;
-  info_.labels = view_.labels;
-  info_.metadata = view_.metadata;
-  info_.checksum = view_.checksum;
+  info_.kind = view.kind == ModelKind::kGru ? "gru" : "lstm";
+  info_.input_dim = view.input_dim;
+  info_.output_dim = view.output_dim;
+  info_.hidden_dims = view.hidden_dims;
+  info_.has_normalization = view.has_norm;
+  info_.labels = view.labels;
+  info_.metadata = view.metadata;
+  info_.checksum = view.checksum;
   info_.isa = kernels_->isa;
   info_.threads = threads;
   info_.weights = options.weights;
   info_.frame_tile = static_cast<int>(frame_tile_);
   info_.chunk_frames = static_cast<int>(chunk_frames_);
-  for (size_t id = 0; id < view_.matrices.size(); ++id) {
-    const BspMatrixView& m = view_.matrices[id];
+  for (size_t id = 0; id < view.matrices.size(); ++id) {
+    const BspMatrixView& m = view.matrices[id];
     MatrixInfo mi;
     mi.name = m.name;
     mi.rows = m.rows;
@@ -142,7 +146,7 @@ Engine::Engine(ModelBytes bytes, const SessionOptions& options)
     info_.dense_weights += uint64_t{m.rows} * m.cols;
     info_.stored_weights += m.value_count;
     info_.nonzero_weights += m.nonzeros;
-    info_.bias_params += view_.biases[id].length;
+    info_.bias_params += view.biases[id].length;
     info_.matrices.push_back(mi);
   }
   info_.compression_rate =
@@ -151,7 +155,35 @@ Engine::Engine(ModelBytes bytes, const SessionOptions& options)
           : static_cast<double>(info_.dense_weights) / static_cast<double>(info_.stored_weights);
 }
 
+std::unique_ptr<Backend> make_device_backend(const ModelView& view,
+                                             const SessionOptions& options);
+
 std::unique_ptr<Backend> make_backend(ModelBytes bytes, const SessionOptions& options) {
+  const uint64_t limit = memory_limit_bytes(options.memory_limit_mb);
+  const ModelLayout layout = read_layout(bytes.data(), bytes.size());
+  MemoryShape shape;
+  shape.chunk_frames = resolve_count(options.chunk_frames, kDefaultChunkFrames, 4096,
+                                     "chunk_frames");
+  shape.frame_tile = resolve_count(options.frame_tile, kDefaultFrameTile, 256, "frame_tile");
+  if (options.device == "opencl") {  // one packed copy on the host, one on the device, f16
+    shape.panel_rows = 64;
+    shape.weight_bytes = 2;
+    shape.weight_copies = 2;
+  } else {
+    shape.threads = resolve_threads(options.threads);
+    if (options.weights == "f32") shape.weight_bytes = 4;
+    if (options.weights == "f16") shape.weight_bytes = 2;
+  }
+  const uint64_t planned = planned_session_bytes(layout, bytes.size(), shape);
+  check_memory_limit(planned, limit);
+  const ModelView view = parse_bspc(bytes.data(), bytes.size());
+  std::unique_ptr<Backend> backend = make_device_backend(view, options);
+  backend->record_session_options(planned, options.nonfinite);
+  return backend;
+}
+
+std::unique_ptr<Backend> make_device_backend(const ModelView& view,
+                                             const SessionOptions& options) {
   const std::string& math = options.opencl_math;
   if (math != "auto" && math != "half" && math != "float")
     throw Error(ErrorCode::kInvalidArgument,
@@ -161,10 +193,10 @@ std::unique_ptr<Backend> make_backend(ModelBytes bytes, const SessionOptions& op
       throw Error(ErrorCode::kInvalidArgument,
                   "opencl_math='" + math + "' selects the OpenCL kernels' arithmetic; device "
                   "'cpu' computes in float, so opencl_math must be 'auto'");
-    return std::make_unique<Engine>(std::move(bytes), options);
+    return std::make_unique<Engine>(view, options);
   }
 #if defined(RTM_HAVE_OPENCL)
-  if (options.device == "opencl") return make_opencl_backend(std::move(bytes), options);
+  if (options.device == "opencl") return make_opencl_backend(view, options);
   const char* available = "cpu, opencl";
 #else
   const char* available = "cpu";
@@ -178,7 +210,7 @@ RecurrentState Engine::new_state() const {
   RecurrentState state;
   for (const Layer& l : layers_) {
     state.h.emplace_back(l.hidden);
-    if (view_.kind == ModelKind::kLstm) state.c.emplace_back(l.hidden);
+    if (kind_ == ModelKind::kLstm) state.c.emplace_back(l.hidden);
   }
   return state;
 }
@@ -195,18 +227,18 @@ void Engine::process(RecurrentState& state, const float* frames, size_t num_fram
   if (frames == nullptr || logits == nullptr)
     throw Error(ErrorCode::kInvalidArgument, "frames and logits must not be null");
   std::lock_guard<std::mutex> lock(mutex_);
-  const size_t in_dim = view_.input_dim;
+  const size_t in_dim = input_dim_;
   for (size_t c0 = 0; c0 < num_frames; c0 += chunk_frames_) {
     const size_t n = std::min(chunk_frames_, num_frames - c0);
     const float* x = frames + c0 * in_dim;
-    if (view_.has_norm) {
+    if (!norm_scale_.empty()) {
       float* dst = input_.data();
       for (size_t t = 0; t < n; ++t)
         for (size_t k = 0; k < in_dim; ++k)
-          dst[t * in_dim + k] = (x[t * in_dim + k] - view_.norm_mean[k]) * norm_scale_[k];
+          dst[t * in_dim + k] = (x[t * in_dim + k] - norm_mean_[k]) * norm_scale_[k];
       x = dst;
     }
-    float* out = logits + c0 * view_.output_dim;
+    float* out = logits + c0 * output_dim_;
     // Multiply-adds of this chunk: every stored weight once per frame.
     if (pool_.size() > 1 && n * info_.stored_weights < kSerialMacs) {
       run_chunk(Shares{0, pool_.size(), false}, state, x, n, out);
@@ -230,7 +262,7 @@ void Engine::run_chunk(const Shares& shares, RecurrentState& state, const float*
   }
   // The last layer's final barrier has made its whole output sequence visible.
   const size_t hidden = layers_.back().hidden;
-  const size_t out_dim = view_.output_dim;
+  const size_t out_dim = output_dim_;
   for (int tid = shares.begin; tid < shares.end; ++tid) {
     MatrixScratch& s = scratch_[static_cast<size_t>(tid)];
     for (size_t t0 = 0; t0 < frames; t0 += frame_tile_)
@@ -243,11 +275,11 @@ void Engine::run_layer(const Shares& shares, size_t index, RecurrentState& state
                        const float* in, size_t frames, float* out_seq) {
   const Layer& layer = layers_[index];
   const size_t hidden = layer.hidden;
-  const size_t gate_rows = size_t{gate_count(view_.kind)} * hidden;
+  const size_t gate_rows = size_t{gate_count(kind_)} * hidden;
   float* gi = gates_in_.data();
   float* gh = gates_hidden_.data();
   float* h0 = state.h[index].data();
-  float* cell = view_.kind == ModelKind::kLstm ? state.c[index].data() : nullptr;
+  float* cell = kind_ == ModelKind::kLstm ? state.c[index].data() : nullptr;
   const KernelTable& k = *kernels_;
   const int threads = pool_.size();
   for (int tid = shares.begin; tid < shares.end; ++tid) {

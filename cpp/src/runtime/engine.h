@@ -28,22 +28,32 @@ struct RecurrentState {
 class Backend {
  public:
   virtual ~Backend() = default;
-  virtual const ModelInfo& info() const = 0;
+  const ModelInfo& info() const { return info_; }
+  // What make_backend decided around the backend: the memory bound and the input rule.
+  void record_session_options(uint64_t planned_bytes, const std::string& nonfinite) {
+    info_.planned_bytes = planned_bytes;
+    info_.nonfinite = nonfinite;
+  }
   virtual RecurrentState new_state() const = 0;
   void reset(RecurrentState& state) const;
   // logits[t] for frames[t], t < num_frames, continuing from `state`. Serialised internally.
   virtual void process(RecurrentState& state, const float* frames, size_t num_frames,
                        float* logits) = 0;
+
+ protected:
+  ModelInfo info_;
 };
 
-// Parses and validates the bytes, then builds the backend named by options.device.
+// Plans the session's memory from the headers and checks it against options.memory_limit_mb,
+// then validates the bytes and builds the backend named by options.device. The backend keeps
+// its own copies of everything it uses: the bytes are freed when this returns.
 std::unique_ptr<Backend> make_backend(ModelBytes bytes, const SessionOptions& options);
 
 class Engine final : public Backend {
  public:
-  Engine(ModelBytes bytes, const SessionOptions& options);
+  // `view` need only outlive the constructor.
+  Engine(const ModelView& view, const SessionOptions& options);
 
-  const ModelInfo& info() const override { return info_; }
   RecurrentState new_state() const override;
   void process(RecurrentState& state, const float* frames, size_t num_frames,
                float* logits) override;
@@ -67,18 +77,17 @@ class Engine final : public Backend {
                  float* logits);
   void run_layer(const Shares& shares, size_t layer, RecurrentState& state, const float* in,
                  size_t frames, float* out_seq);
-  ModelBytes bytes_;
-  ModelView view_;
+  ModelKind kind_;
+  uint32_t input_dim_, output_dim_;
   size_t chunk_frames_, frame_tile_;
   const KernelTable* kernels_;
   ThreadPool pool_;
   std::vector<Layer> layers_;
   std::unique_ptr<BspMatrix> output_;
-  std::vector<float> norm_scale_;
+  std::vector<float> norm_mean_, norm_scale_;  // empty without normalisation
   AlignedBuffer<float> input_, gates_in_, gates_hidden_, seq_[2];
   std::vector<MatrixScratch> scratch_;  // per thread
   std::mutex mutex_;
-  ModelInfo info_;
 };
 
 }  // namespace rtmobile

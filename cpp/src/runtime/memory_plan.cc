@@ -1,0 +1,85 @@
+#include "runtime/memory_plan.h"
+
+#include <algorithm>
+#include <limits>
+#include <string>
+
+#include "rtmobile/rtmobile.hpp"
+
+namespace rtmobile {
+namespace {
+
+constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+constexpr uint64_t kDefaultLimitMb = 1024;
+constexpr uint64_t kPieceBytes = 64;  // one packed piece's bookkeeping (BspMatrix::Piece)
+
+uint64_t add(uint64_t a, uint64_t b) { return a > kMax - b ? kMax : a + b; }
+uint64_t mul(uint64_t a, uint64_t b) { return (b != 0 && a > kMax / b) ? kMax : a * b; }
+
+std::string mib(uint64_t bytes) {
+  return std::to_string((bytes + (uint64_t{1} << 20) - 1) >> 20) + " MiB";
+}
+
+}  // namespace
+
+uint64_t planned_session_bytes(const ModelLayout& layout, uint64_t file_bytes,
+                               const MemoryShape& shape) {
+  const uint64_t threads = static_cast<uint64_t>(std::max(shape.threads, 1));
+  const uint64_t pad_rows = shape.panel_rows > 0 ? shape.panel_rows - 1 : 0;
+  uint64_t total = file_bytes;
+  uint64_t max_rows = 0, max_cols = 0;
+  for (const MatrixLayout& m : layout.matrices) {
+    const uint64_t blocks = uint64_t{m.num_r} * m.num_c;
+    const uint64_t stored = m.dtype == DType::kF16 ? 2 : 4;
+    const uint64_t esize = shape.weight_bytes != 0 ? shape.weight_bytes : stored;
+    // Reader: per-block value offsets and the permutation check's bitmap.
+    total = add(total, mul(8, blocks + 1));
+    total = add(total, m.rows / 8 + 1);
+    // Row partition: per-row work and its prefix sums (freed after load; counted for the peak).
+    total = add(total, mul(16, uint64_t{m.rows} + 1));
+    // Packed weights: every stored value, plus at most panel_rows-1 padding rows per piece. A
+    // piece is one thread's share of a block; the threads' cut points split at most
+    // threads-1 strips, whose blocks span at most `cols` columns each.
+    const uint64_t padded_cols = add(m.col_index_count, mul(threads - 1, m.cols));
+    const uint64_t packed = add(m.value_count, mul(pad_rows, padded_cols));
+    total = add(total, mul(mul(packed, esize), shape.weight_copies));
+    const uint64_t pieces = add(std::min(blocks, m.col_index_count), mul(threads - 1, m.num_c));
+    total = add(total, mul(kPieceBytes, pieces));
+    // Owned index tables: row permutation, bias, kept columns, scattered piece rows.
+    total = add(total, mul(8, m.rows));
+    total = add(total, mul(4, m.col_index_count));
+    total = add(total, mul(4, m.row_index_count));
+    max_rows = std::max<uint64_t>(max_rows, m.rows);
+    max_cols = std::max<uint64_t>(max_cols, m.cols);
+  }
+  // Per-thread scratch: gathered inputs, panel accumulators, the thread's rows.
+  const uint64_t scratch = mul(4 * shape.frame_tile, add(max_cols, add(mul(2, max_rows), 16)));
+  total = add(total, mul(threads, scratch));
+  // Chunk buffers: normalised input, input-gate projections, hidden gates, two sequences.
+  uint64_t max_hidden = 0;
+  for (uint32_t h : layout.hidden_dims) max_hidden = std::max<uint64_t>(max_hidden, h);
+  const uint64_t max_gates = mul(gate_count(layout.kind), max_hidden);
+  uint64_t floats = mul(shape.chunk_frames + 1, max_gates);
+  floats = add(floats, mul(2 * shape.chunk_frames, max_hidden));
+  if (layout.has_norm) floats = add(floats, mul(shape.chunk_frames + 2, layout.input_dim));
+  total = add(total, mul(4, floats));
+  // Labels and metadata: the reader's copy and ModelInfo's.
+  const uint64_t label_objects = mul(uint64_t{layout.output_dim}, sizeof(std::string) + 1);
+  total = add(total, mul(2, add(label_objects, layout.label_bytes)));
+  total = add(total, mul(2, layout.metadata_bytes));
+  return total;
+}
+
+uint64_t memory_limit_bytes(uint64_t memory_limit_mb) {
+  return mul(memory_limit_mb == 0 ? kDefaultLimitMb : memory_limit_mb, uint64_t{1} << 20);
+}
+
+void check_memory_limit(uint64_t planned, uint64_t limit) {
+  if (planned <= limit) return;
+  throw Error(ErrorCode::kResourceLimit,
+              "the model needs up to " + mib(planned) + " of memory (file, packed weights, "
+              "buffers), more than the session's memory limit of " + mib(limit) +
+              "; raise memory_limit_mb if this model is expected to be that large");
+}
+
+}  // namespace rtmobile

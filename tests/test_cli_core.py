@@ -30,6 +30,22 @@ def test_info_describes_a_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["info", str(path)])
     assert result.exit_code == 0, result.output
     assert "gru" in result.output and "l0.w_hh" in result.output and "checksum" in result.output
+    assert "memory      : up to 0." in result.output  # the planned bytes of a 1-thread session
+
+
+def test_info_memory_limit(tmp_path: Path) -> None:
+    path = tmp_path / "m.bspc"
+    path.write_bytes(random_gru_bspc(input_dim=40, hidden=1024, layers=1, classes=6, rate=2.0))
+    result = CliRunner().invoke(main, ["info", str(path), "--memory-limit-mb", "1"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ")
+    assert lines[0] == (
+        f"Error: model file '{path}' is {path.stat().st_size} bytes, more than the session's "
+        "memory limit of 1 MiB; raise memory_limit_mb to load it"
+    )
+    fits = CliRunner().invoke(main, ["info", str(path)])
+    assert fits.exit_code == 0, fits.output
 
 
 def test_info_on_a_broken_file_is_one_line_error(tmp_path: Path) -> None:

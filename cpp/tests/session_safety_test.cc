@@ -264,7 +264,7 @@ TEST_CASE("memory is planned from the headers: an upper bound, checked before al
   small.memory_limit_mb = 2;
   CHECK_ERROR(Session::from_file(path, small), ErrorCode::kResourceLimit,
               "model file '" + path + "' is 3145728 bytes, more than the session's memory "
-              "limit of 2097152 bytes");
+              "limit of 2 MiB; raise memory_limit_mb to load it");
   small.memory_limit_mb = 0;  // the default, 1024 MiB
   CHECK(Session::from_file(path, small).info().planned_bytes > size);
 }

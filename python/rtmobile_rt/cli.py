@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 import numpy as np
 
-from rtmobile_rt import FormatError, Session, __version__
+from rtmobile_rt import FormatError, MemoryLimitError, Session, __version__
 from rtmobile_train.bspc import MAGIC as BSPC_MAGIC
 from rtmobile_train.bspc import MAX_LAYERS
 from rtmobile_train.data.festival_corpus import PRESETS as CORPUS_PRESETS
@@ -93,8 +93,8 @@ class _Main(click.Group):
             _stdout_closed()
         except ImportError as e:
             _fail(f"{e}: this command needs the training extras: {TRAIN_EXTRAS}")
-        except (ValueError, OSError, RuntimeError) as e:
-            _fail(str(e) or type(e).__name__)
+        except (ValueError, OSError, RuntimeError, MemoryLimitError) as e:
+            _fail(str(e) or type(e).__name__)  # a limit refused, not memory exhausted
         except MemoryError as e:  # numpy's names the allocation: "Unable to allocate 3 TiB ..."
             _fail(f"out of memory: {e}" if str(e) else "out of memory")
         except Exception as e:
@@ -466,11 +466,18 @@ def tune(
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-def info(model: Path) -> None:
-    """Inspect a BSPC file: dimensions, blocks, nonzeros, compression, checksum."""
+@click.option(
+    "--memory-limit-mb",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="refuse a model needing more memory than this (0 = the runtime's default, 1024)",
+)
+def info(model: Path, memory_limit_mb: int) -> None:
+    """Inspect a BSPC file: dimensions, blocks, nonzeros, compression, memory, checksum."""
     _need_file(model, "model file")
     with _model_errors(model):
-        session = Session(model, threads=1)
+        session = Session(model, threads=1, memory_limit_mb=memory_limit_mb)
         meta = session.metadata
         spec = _feature_spec(session)
     i = session.info
@@ -482,6 +489,10 @@ def info(model: Path) -> None:
         f"({i['compression_rate']:.2f}x), {i['nonzero_weights']:,} nonzero"
     )
     click.echo(f"biases      : {i['bias_params']:,}")
+    click.echo(
+        f"memory      : up to {i['planned_bytes'] / 2**20:.1f} MiB for a 1-thread session "
+        f"(planned from the headers; more threads add scratch)"
+    )
     click.echo(f"normalized  : {i['has_normalization']}")
     click.echo(f"checksum    : 0x{i['checksum']:08x}")
     more = " ..." if len(i["labels"]) > 12 else ""

@@ -55,7 +55,7 @@ ModelBytes ModelBytes::read_file(const std::string& path, uint64_t max_bytes) {
     throw Error(ErrorCode::kResourceLimit,
                 "model file '" + path + "' is " + std::to_string(size) +
                     " bytes, more than the session's memory limit of " +
-                    std::to_string(max_bytes) + " bytes; raise memory_limit_mb to load it");
+                    std::to_string(max_bytes >> 20) + " MiB; raise memory_limit_mb to load it");
   ModelBytes bytes;
   bytes.buffer_ = AlignedBuffer<uint8_t>(static_cast<size_t>(size));
   size_t done = 0;

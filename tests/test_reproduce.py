@@ -256,12 +256,16 @@ def test_rates_count_the_dense_output_layer() -> None:
      ("bsp-10x-nr128-nc1-admm-kd", ("bsp", 10.0, None, "admm", 128, 1, True)),
      ("bsp-10x-gradual", ("bsp", 10.0, None, "gradual", None, None, None)),
      ("bbs-12x", ("bbs", 12.0, None, None, None, None, None)),
-     ("magnitude-10x-kd", ("magnitude", 10.0, None, None, None, None, True))],
+     ("magnitude-10x-kd", ("magnitude", 10.0, None, None, None, None, True)),
+     ("bsp-10x-r24", ("bsp", 10.0, None, None, None, None, None, 24)),
+     ("bsp-10x-nr8-kd-r20", ("bsp", 10.0, None, None, 8, None, True, 20))],
 )  # fmt: skip
 def test_parse_row(name: str, expected: tuple[Any, ...]) -> None:
     spec = parse_row(name)
     got = (spec.method, spec.rate, spec.col_rate, spec.prune_method, spec.num_r, spec.num_c,
-           spec.distill)  # fmt: skip
+           spec.distill, spec.retrain_epochs)  # fmt: skip
+    if len(expected) == 7:
+        expected = (*expected, None)
     assert spec.name == name and got == expected
 
 
@@ -281,12 +285,17 @@ def test_row_variants_override_the_settings() -> None:
     assert ft.retrain.epochs == plain.admm.epochs + plain.retrain.epochs
     assert ft.retrain.lr_schedule == plain.retrain.lr_schedule and ft.retrain.keep_best
     assert ft.prune.method == "magnitude" and ft.prune.sparsity == 0.0
+    # -r<N>: this row's retraining budget; the fingerprint of a row without it is unchanged
+    longer = s.pipeline(parse_row("bsp-10x-r24"), steps_per_epoch=100, progress=False)
+    assert longer is not None and longer.retrain.epochs == 24
+    assert longer.admm.epochs == plain.admm.epochs
+    assert "retrain_epochs" not in parse_row("bsp-10x").settings()
 
 
 @pytest.mark.parametrize(
     "bad",
     ["bsp", "bsp-0.5x", "magnitude-8x-c2", "lstm-8x", "bsp-8x-c9", "row-8x-nr4", "bsp-8x-nr0",
-     "bsp-8x-oneshot"],
+     "bsp-8x-oneshot", "bsp-8x-r0", "bsp-8x-r"],
 )  # fmt: skip
 def test_parse_row_rejects(bad: str) -> None:
     with pytest.raises(ValueError):

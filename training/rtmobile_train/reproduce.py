@@ -37,7 +37,8 @@ so no phone is ever emptied) and counts as kept, so the GRU matrices are pruned 
 the small model: 11.7x on the GRU matrices). BSP prunes columns by ``min(GRU rate, 16)`` and
 rows for the rest (``BSPPruner.target_rate``). Other rows can be named on the command line:
 ``<method>-<rate>x`` plus any of ``-c<column rate>``, ``-nr<Num_r>``, ``-nc<Num_c>``,
-``-admm``/``-gradual``, ``-kd`` (distillation from the dense model); ``dense-ft`` is the
+``-admm``/``-gradual``, ``-kd`` (distillation from the dense model), ``-r<epochs>`` (this row's
+retraining budget instead of ``--epochs-retrain``); ``dense-ft`` is the
 control: the dense model trained on for a pruned row's whole budget with the same learning-rate
 rule, nothing pruned.
 
@@ -188,8 +189,8 @@ class RowSpec:
     BSP prunes columns by ``col_rate`` (step 1 of Algorithm 1; default ``min(rate of the GRU
     matrices, 16)``) and, where that is below the GRU matrices' rate, rows (step 2) until each
     matrix reaches it. The other methods take one sparsity. ``prune_method`` (``admm`` or
-    ``gradual``), ``num_r``/``num_c`` and ``distill`` override the run's settings for this
-    row (None: the settings' choice).
+    ``gradual``), ``num_r``/``num_c``, ``distill`` and ``retrain_epochs`` override the run's
+    settings for this row (None: the settings' choice).
     """
 
     name: str
@@ -200,6 +201,7 @@ class RowSpec:
     num_r: int | None = None
     num_c: int | None = None
     distill: bool | None = None
+    retrain_epochs: int | None = None
     continued: bool = False  # dense-ft: the dense model trained on like a pruned row, unpruned
 
     def settings(self) -> dict[str, Any]:
@@ -276,7 +278,7 @@ TARGETS: dict[str, dict[str, float]] = {
 
 _ROW_RE = re.compile(
     r"^(bsp|magnitude|row|bbs)-(\d+(?:\.\d+)?)x(?:-c(\d+(?:\.\d+)?))?(?:-nr(\d+))?"
-    r"(?:-nc(\d+))?(?:-(admm|gradual))?(-kd)?$"
+    r"(?:-nc(\d+))?(?:-(admm|gradual))?(-kd)?(?:-r(\d+))?$"
 )
 
 
@@ -287,7 +289,7 @@ def _base_name(row: RowSpec) -> str:
 
 def parse_row(name: str) -> RowSpec:
     """A row by name: one of :data:`DEFAULT_ROWS`, or
-    ``<method>-<rate>x[-c<col rate>][-nr<Num_r>][-nc<Num_c>][-admm|-gradual][-kd]``."""
+    ``<method>-<rate>x[-c<col rate>][-nr<Num_r>][-nc<Num_c>][-admm|-gradual][-kd][-r<epochs>]``."""
     for row in DEFAULT_ROWS:
         if row.name == name:
             return row
@@ -297,8 +299,8 @@ def parse_row(name: str) -> RowSpec:
     if not m:
         raise ValueError(
             f"unknown row {name!r}: use one of {[r.name for r in DEFAULT_ROWS]} or "
-            "<method>-<rate>x[-c<col rate>][-nr<Num_r>][-nc<Num_c>][-admm|-gradual][-kd] "
-            "with method bsp, magnitude, row or bbs"
+            "<method>-<rate>x[-c<col rate>][-nr<Num_r>][-nc<Num_c>][-admm|-gradual][-kd]"
+            "[-r<epochs>] with method bsp, magnitude, row or bbs"
         )
     method, rate = m.group(1), float(m.group(2))
     if rate <= 1:
@@ -312,9 +314,13 @@ def parse_row(name: str) -> RowSpec:
     for v in (nr, nc):
         if v is not None and int(v) < 1:
             raise ValueError(f"row {name!r}: Num_r and Num_c must be >= 1")
+    retrain = m.group(8)
+    if retrain is not None and int(retrain) < 1:
+        raise ValueError(f"row {name!r}: the retraining epochs (-r) must be >= 1")
     return RowSpec(
         name, method, rate, col_rate, m.group(6), int(nr) if nr else None,
         int(nc) if nc else None, True if m.group(7) else None,
+        int(retrain) if retrain else None,
     )  # fmt: skip
 
 
@@ -424,6 +430,8 @@ class Settings:
             return None
         method = "admm" if row.continued else (row.prune_method or self.prune_method)
         epochs_prune, epochs_retrain = self.epochs_prune, self.epochs_retrain
+        if row.retrain_epochs is not None:
+            epochs_retrain = row.retrain_epochs
         if row.continued:  # the pruned rows' whole budget, all of it spent training
             epochs_prune, epochs_retrain = 0, epochs_prune + epochs_retrain
         every = max(1, steps_per_epoch // max(1, self.admm_updates_per_epoch))

@@ -1153,6 +1153,29 @@ def test_higher_minor_version_is_accepted(minor: int, source: Source, tmp_path: 
     np.testing.assert_array_equal(session.run(frames(5)), reference)
 
 
+def test_unknown_section_type_is_skipped_from_minor_1() -> None:
+    """docs/bspc.md: minors only add optional sections, which an older reader skips; at minor 0
+    an unknown type is an error (the dir-type-unknown cases)."""
+    rng = np.random.default_rng(5)
+
+    def mat(rows: int, cols: int) -> np.ndarray:
+        return (0.3 * rng.standard_normal((rows, cols))).astype(np.float32)
+
+    g = 3 * HIDDEN_DIM
+    layer = LayerWeights(mat(g, INPUT_DIM), mat(g, HIDDEN_DIM), np.zeros(g, np.float32),
+                         np.zeros(g, np.float32))  # fmt: skip
+    data = encode_bspc([layer], mat(OUTPUT_DIM, HIDDEN_DIM), np.zeros(OUTPUT_DIM, np.float32),
+                       metadata={"note": "x"})  # fmt: skip
+    reference = Session(data, threads=1).run(frames(4))
+    k, _ = find_section(data, 6)
+    renamed = patch_entry(data, 6, 0, "type", 99)
+    with pytest.raises(FormatError, match=rf"directory\[{k}\] \(UNKNOWN\[0\]\)\.type: unknown"):
+        Session(renamed, threads=1)
+    session = Session(recompute_checksum(patch(renamed, 10, "H", 1)), threads=1)
+    np.testing.assert_array_equal(session.run(frames(4)), reference)
+    assert session.metadata == {}  # skipped, not read as METADATA
+
+
 def test_valid_utf8_label_is_accepted() -> None:
     data = labels_patch(_LABEL_AT[1], "2s", b"\xc3\xa9")()  # "aa" -> "é"
     assert Session(data, threads=1).labels == ["sil", "é", "ae", "ah", "ao"]

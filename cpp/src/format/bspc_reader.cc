@@ -377,8 +377,8 @@ Scan scan(const uint8_t* data, size_t size) {
     const uint64_t offset = read_u64(d + 8);
     std::ostringstream where;
     where << "directory[" << e << "] (" << section_name(s.type) << "[" << s.index << "])";
-    if (s.type < kModel || s.type > kMetadata)
-      fail(where.str(), ".type: unknown section type ", s.type);
+    const bool known = s.type >= kModel && s.type <= kMetadata;
+    if (!known && minor == 0) fail(where.str(), ".type: unknown section type ", s.type);
     if (read_u64(d + 24) != 0) fail(where.str(), ".reserved: must be zero");
     if (offset % 64 != 0) fail(where.str(), ".offset: ", offset, " is not a multiple of 64");
     if (offset < prev_end)
@@ -389,6 +389,7 @@ Scan scan(const uint8_t* data, size_t size) {
       fail(where.str(), ".size: section [", offset, ", ", offset, "+", s.size,
            ") reaches past the end of the file (", size, " bytes)");
     prev_end = offset + s.size;
+    if (!known) continue;  // a later minor version's optional section: ordered, sized, skipped
     s.data = data + offset;
     std::ostringstream label;
     label << section_name(s.type) << "[" << s.index << "]";

@@ -12,6 +12,12 @@ namespace {
 constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
 constexpr uint64_t kDefaultLimitMb = 1024;
 constexpr uint64_t kPieceBytes = 64;  // one packed piece's bookkeeping (BspMatrix::Piece)
+// Fixed bookkeeping the sizes above leave out (objects, vector and string headers, the thread
+// pool, ModelInfo), generous: the fuzzer measured up to ~850 bytes per matrix (a 64-layer LSTM
+// of hidden 1) and ~4 KB per session over the per-array terms.
+constexpr uint64_t kSessionBytes = 16384;
+constexpr uint64_t kMatrixBytes = 2048;
+constexpr uint64_t kThreadWorkBytes = 128;  // per matrix and thread (BspMatrix::ThreadWork)
 
 uint64_t add(uint64_t a, uint64_t b) { return a > kMax - b ? kMax : a + b; }
 uint64_t mul(uint64_t a, uint64_t b) { return (b != 0 && a > kMax / b) ? kMax : a * b; }
@@ -26,9 +32,10 @@ uint64_t planned_session_bytes(const ModelLayout& layout, uint64_t file_bytes,
                                const MemoryShape& shape) {
   const uint64_t threads = static_cast<uint64_t>(std::max(shape.threads, 1));
   const uint64_t pad_rows = shape.panel_rows > 0 ? shape.panel_rows - 1 : 0;
-  uint64_t total = file_bytes;
+  uint64_t total = add(file_bytes, kSessionBytes);
   uint64_t max_rows = 0, max_cols = 0;
   for (const MatrixLayout& m : layout.matrices) {
+    total = add(total, add(kMatrixBytes, mul(kThreadWorkBytes, threads)));
     const uint64_t blocks = uint64_t{m.num_r} * m.num_c;
     const uint64_t stored = m.dtype == DType::kF16 ? 2 : 4;
     const uint64_t esize = shape.weight_bytes != 0 ? shape.weight_bytes : stored;

@@ -70,14 +70,6 @@ bool contains(const char* text, const char* fragment) {
   return ok;
 }
 
-std::vector<float> random_frames(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> x(n);
-  for (float& v : x) v = d(rng);
-  return x;
-}
-
 // A 2-layer BSP GRU; kind 2 gives an LSTM.
 rtm_test::TestModel small_model(uint32_t kind = 1) {
   return rtm_test::random_model(21, kind, 12, {24, 16}, 6, 4, 2, 0.5, false, true);
@@ -199,7 +191,7 @@ TEST_CASE("run and stream give the C++ API's logits and match the float64 refere
   const auto model = small_model();
   const auto bytes = rtm_test::encode(model);
   const size_t frames = 150, in = 12, out = 6;  // crosses the 64-frame chunks
-  const auto x = random_frames(frames * in, 3);
+  const auto x = rtm_test::random_frames(frames * in, 3);
   const auto want = rtm_test::reference_forward(model, x, frames);
   for (int threads : {1, 3}) {
     rtmobile::SessionOptions cpp_opt;
@@ -501,7 +493,7 @@ TEST_CASE("one session from several threads: run() calls serialised, streams ind
   const auto model = small_model();
   const auto bytes = rtm_test::encode(model);
   const size_t frames = 70, in = 12, out = 6;
-  const auto x = random_frames(frames * in, 9);
+  const auto x = rtm_test::random_frames(frames * in, 9);
   rtm_options opt = rtm_options_default();
   opt.threads = 2;
   rtm_session* s = must_create(bytes, &opt);
@@ -542,7 +534,7 @@ TEST_CASE("one session from several threads: run() calls serialised, streams ind
 TEST_CASE("out of memory at any allocation: RTM_INTERNAL and a message, never a crash or leak") {
   const auto bytes = rtm_test::encode(small_model());
   const size_t in = 12, out = 6, frames = 3;
-  const auto x = random_frames(frames * in, 4);
+  const auto x = rtm_test::random_frames(frames * in, 4);
   std::vector<float> logits(frames * out);
 
   for (int threads : {1, 3}) {  // 3: a worker thread may fail to start after another did

@@ -18,14 +18,6 @@ struct Config {
   bool f16, norm;
 };
 
-std::vector<float> random_frames(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> x(n);
-  for (float& v : x) v = d(rng);
-  return x;
-}
-
 }  // namespace
 
 TEST_CASE("run() matches the float64 reference for every ISA and thread count") {
@@ -42,7 +34,7 @@ TEST_CASE("run() matches the float64 reference for every ISA and thread count") 
                                               c.hidden, c.output, c.num_r, c.num_c, c.keep, c.f16,
                                               c.norm);
     const auto bytes = rtm_test::encode(model);
-    const auto x = random_frames(frames * c.input, static_cast<uint32_t>(ci));
+    const auto x = rtm_test::random_frames(frames * c.input, static_cast<uint32_t>(ci));
     const auto want = rtm_test::reference_forward(model, x, frames);
     for (const std::string& isa : rtmobile::available_isas()) {
       for (int threads : {1, 2, 3}) {

@@ -43,14 +43,6 @@ const std::vector<Config>& configs() {
   return all;
 }
 
-std::vector<float> random_frames(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> x(n);
-  for (float& v : x) v = d(rng);
-  return x;
-}
-
 rtmobile::SessionOptions opencl(const char* math = "auto") {
   rtmobile::SessionOptions o;
   o.device = "opencl";
@@ -130,7 +122,7 @@ TEST_CASE("[no device] emulated half arithmetic stays within 1e-2 of float64") {
     const auto model = rtm_test::random_model(static_cast<uint32_t>(ci + 101), c.kind, c.input,
                                               c.hidden, c.output, c.num_r, c.num_c, c.keep, c.f16,
                                               c.norm);
-    const auto x = random_frames(frames * c.input, static_cast<uint32_t>(ci));
+    const auto x = rtm_test::random_frames(frames * c.input, static_cast<uint32_t>(ci));
     const auto exact = rtm_test::reference_forward(model, x, frames);
     const auto half = rtm_test::reference_forward(model, x, frames, true);
     double worst = 0;
@@ -149,7 +141,7 @@ TEST_CASE("OpenCL matches the CPU backend and the float64 reference") {
                                               c.hidden, c.output, c.num_r, c.num_c, c.keep, c.f16,
                                               c.norm);
     const auto bytes = rtm_test::encode(model);
-    const auto x = random_frames(frames * c.input, static_cast<uint32_t>(ci));
+    const auto x = rtm_test::random_frames(frames * c.input, static_cast<uint32_t>(ci));
     const auto want = rtm_test::reference_forward(model, x, frames);
 
     auto cpu = open(bytes, {});
@@ -186,7 +178,7 @@ TEST_CASE("OpenCL streaming in uneven chunks equals run() exactly") {
                                             c.num_c, c.keep, c.f16, c.norm);
   const auto bytes = rtm_test::encode(model);
   const size_t frames = 150;
-  const auto x = random_frames(frames * c.input, 3);
+  const auto x = rtm_test::random_frames(frames * c.input, 3);
   for (const char* math : maths()) {
     std::printf("  opencl_math=%s\n", math);
     auto session = open(bytes, opencl(math));

@@ -111,14 +111,6 @@ using rtmobile::SessionOptions;
     CHECK(thrown_);                                                                     \
   } while (0)
 
-std::vector<float> random_frames(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> x(n);
-  for (float& v : x) v = d(rng);
-  return x;
-}
-
 // A scratch directory removed (with its files) at the end of the scope.
 class TempDir {
  public:
@@ -164,7 +156,7 @@ TEST_CASE("after from_file the file is never read again: rewrite, truncate, repl
   const auto other = rtm_test::encode(rtm_test::random_model(4, 1, 12, {16, 10}, 6, 1, 1, 1.0,
                                                              false, false));
   const size_t frames = 20;
-  const auto x = random_frames(frames * 12, 1);
+  const auto x = rtm_test::random_frames(frames * 12, 1);
   std::vector<float> want(frames * 6), got(frames * 6);
   for (int change = 0; change < 4; ++change) {
     TempDir dir;
@@ -273,7 +265,7 @@ TEST_CASE("non-finite input: 'raise' rejects the call and keeps the state; 'prop
   const auto model = model_a();
   const auto bytes = rtm_test::encode(model);
   const size_t frames = 12, in = 12, out = 6;
-  const auto x = random_frames(frames * in, 2);
+  const auto x = rtm_test::random_frames(frames * in, 2);
   std::vector<float> want(frames * out), got(frames * out);
   Session session = Session::from_memory(bytes.data(), bytes.size());
   CHECK(session.info().nonfinite == "raise");

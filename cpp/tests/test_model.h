@@ -32,6 +32,15 @@ struct TestModel {
   float eps = 1e-5f;
 };
 
+// n values from N(0, 1), reproducible from the seed: test input frames.
+inline std::vector<float> random_frames(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x(n);
+  for (float& v : x) v = d(rng);
+  return x;
+}
+
 inline uint32_t gates_of(const TestModel& m) { return m.kind == 2 ? 4u : 3u; }
 
 // Values are multiples of 2^-10 in [-0.5, 0.5]: exact in f16, so f32 and f16 files hold the

@@ -30,11 +30,17 @@ def model(tmp_path: Path) -> Path:
 
 
 def test_tune_writes_a_file_that_sessions_apply(model: Path) -> None:
-    record = tune(str(model), allow_f16=True, frames=12, repeats=1)
+    record = tune(str(model), objective="offline", allow_f16=True, frames=12, repeats=3)
     assert record["model"] == model_key(str(model)) and record["cpu"] == cpu_signature()
-    assert set(record["options"]) == {"threads", "weights", "frame_tile", "chunk_frames"}
-    # 2 cores at most here: threads x weights, then 4 tiles x 3 chunk lengths
-    assert len(record["trials"]) >= 2 + 12
+    assert set(record["options"]) <= {"threads", "weights", "frame_tile", "chunk_frames"}
+    assert record["choice"] == ("tuned" if record["options"] else "default")
+    # the defaults + threads x weights, then the stage-1 choice + 4 tiles x 3 chunk lengths
+    stage1 = [t for t in record["trials"] if t["stage"] == "threads x weights"]
+    assert stage1[0]["options"] == {} and stage1[0]["reference"]
+    assert len(stage1) >= 1 + 2 and len(record["trials"]) == len(stage1) + 1 + 12
+    assert all(len(t["samples_us"]) == 3 for t in record["trials"])
+    assert record["default_us"]["median_us"] == stage1[0]["median_us"]
+    assert "us/frame" in record["summary"]
     path = save_tuning(record, str(model))
     assert path == Path(str(model) + ".tune.json")
     session = Session(model)
@@ -43,8 +49,13 @@ def test_tune_writes_a_file_that_sessions_apply(model: Path) -> None:
         assert info[name] == value
     assert session.tuning["options"] == record["options"]
     # Explicit arguments win over the file; tuning=None ignores it.
+    save_tuning({**record, "options": {"frame_tile": 8}}, str(model))
+    assert Session(model).info["frame_tile"] == 8
     assert Session(model, frame_tile=3).info["frame_tile"] == 3
     assert Session(model, tuning=None).info["frame_tile"] == 16
+    # A record that kept the defaults holds no options: Sessions keep the runtime's defaults.
+    save_tuning({**record, "options": {}}, str(model))
+    assert Session(model).info["frame_tile"] == 16 and Session(model).tuning["options"] == {}
 
 
 def test_tuned_settings_keep_results(model: Path) -> None:

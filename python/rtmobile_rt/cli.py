@@ -224,6 +224,13 @@ _threads_option = click.option(
     help="Torch CPU threads (default: torch's choice).",
 )
 _progress_option = click.option("--no-progress", is_flag=True, help="No progress bars.")
+_RUNTIME_THREADS_HELP = (
+    "Runtime threads (default: the model's tuning file from `rtmobile tune`, else the runtime's "
+    "automatic choice); an explicit value wins over the tuning file."
+)
+_runtime_threads_option = click.option(
+    "--threads", type=click.IntRange(1, 256), default=None, help=_RUNTIME_THREADS_HELP
+)
 
 
 @main.command()
@@ -233,14 +240,16 @@ _progress_option = click.option("--no-progress", is_flag=True, help="No progress
     "--rate", type=_FiniteRange(1), default=10.0, show_default=True, help="BSP compression rate."
 )
 @click.option("--frames", default=1000, show_default=True, help="Frames to run (10 ms each).")
-@click.option("--threads", default=1, show_default=True, help="Runtime threads.")
+@_runtime_threads_option
 @click.option("--dtype", type=click.Choice(["f32", "f16"]), default="f32", show_default=True)
-def demo(hidden: int, layers: int, rate: float, frames: int, threads: int, dtype: str) -> None:
+def demo(
+    hidden: int, layers: int, rate: float, frames: int, threads: int | None, dtype: str
+) -> None:
     """Build a random BSP-pruned GRU in memory and time it offline and streaming."""
     from rtmobile_rt.demo import random_gru_bspc
 
-    if hidden < 1 or layers < 1 or frames < 1 or threads < 1:
-        _fail("hidden, layers, frames and threads must be >= 1")
+    if hidden < 1 or layers < 1 or frames < 1:
+        _fail("hidden, layers and frames must be >= 1")
     model = random_gru_bspc(hidden=hidden, layers=layers, rate=rate, dtype=dtype)
     session = Session(model, threads=threads)
     info = session.info
@@ -299,14 +308,14 @@ BUNDLED_AUDIO = BUNDLED_DIR / "sample.wav"
     type=click.IntRange(10, 40),
     help="Audio per streaming chunk, in milliseconds.",
 )
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
+@_runtime_threads_option
 @click.option("--show-sil", is_flag=True, help="Also print silence.")
 def transcribe(
     audio: Path | None,
     model: Path | None,
     stream: bool,
     chunk_ms: int,
-    threads: int,
+    threads: int | None,
     show_sil: bool,
 ) -> None:
     """Recognise phones in AUDIO (a wav file; default: the bundled sample)."""
@@ -387,9 +396,23 @@ def transcribe(
     "--max-threads",
     type=click.IntRange(1, 256),
     default=None,
-    help="Largest thread count to try (default: the usable cores, at most 8).",
+    help="Largest thread count to try (default: the usable cores, at most 8); with "
+    "--search-blocks, the thread count to time with (default: 1).",
 )
-@click.option("--frames", default=200, show_default=True, type=click.IntRange(10, 100000))
+@click.option(
+    "--frames",
+    default=200,
+    show_default=True,
+    type=click.IntRange(10, 100000),
+    help="Frames per sample (streamed one per push, or run offline in one call).",
+)
+@click.option(
+    "--repeats",
+    default=9,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Interleaved rounds: samples per configuration (--search-blocks: per block shape).",
+)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -419,6 +442,7 @@ def tune(
     allow_f16: bool,
     max_threads: int | None,
     frames: int,
+    repeats: int,
     out: Path | None,
     search_blocks: bool,
     rate: float,
@@ -429,13 +453,26 @@ def tune(
 ) -> None:
     """Find the fastest execution configuration for MODEL on this machine and save it.
 
-    Sessions created from MODEL then apply the tuning file automatically.
+    All configurations, the runtime's defaults among them, are timed interleaved by the
+    --objective (--repeats rounds, a fresh order each round). The defaults are kept unless a
+    configuration's median beats theirs by more than the larger interquartile range (IQR)
+    and by more than 2 %; frame tile and chunk length are tried for --objective offline only
+    (a one-frame push does not depend on them). Sessions created from MODEL then apply the
+    tuning file automatically (one that keeps the defaults holds no options), unless given
+    explicit values.
     """
     from rtmobile_rt import tuning
 
     if search_blocks:
         rows = tuning.rank_block_shapes(
-            input_dim, hidden, layers, classes, rate, threads=max_threads or 1, frames=frames
+            input_dim,
+            hidden,
+            layers,
+            classes,
+            rate,
+            threads=max_threads or 1,
+            frames=frames,
+            repeats=repeats,
         )
         click.echo(
             f"GRU {input_dim} -> {layers}x{hidden} -> {classes} at {rate:g}x, "
@@ -444,8 +481,8 @@ def tune(
         for r in rows:
             click.echo(
                 f"  Num_r {r['num_r']:3d}  Num_c {r['num_c']:2d}: "
-                f"{r['streaming_us']:8.1f} us/frame streaming, "
-                f"{r['offline_us']:8.1f} us/frame offline"
+                f"{r['streaming_us']:8.1f} us/frame streaming (IQR {r['streaming_iqr_us']:.1f}), "
+                f"{r['offline_us']:8.1f} us/frame offline (IQR {r['offline_iqr_us']:.1f})"
             )
         return
     if model is None:
@@ -458,10 +495,11 @@ def tune(
             max_threads=max_threads,
             allow_f16=allow_f16,
             frames=frames,
+            repeats=repeats,
             progress=click.echo,
         )
     path = tuning.save_tuning(record, str(model), out)
-    click.echo(f"best: {record['options']} -> written to {path}")
+    click.echo(f"{record['summary']}; written to {path}")
 
 
 @main.command()
@@ -880,9 +918,9 @@ def export(
 @click.option(
     "--threads",
     type=click.IntRange(1, 256),
-    default=1,
-    show_default=True,
-    help="Runtime threads for a .bspc file; torch threads for a checkpoint.",
+    default=None,
+    help="A .bspc file: runtime threads (default: the model's tuning file, else the runtime's "
+    "automatic choice). A checkpoint: torch threads (default: torch's choice).",
 )
 @click.option(
     "--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Checkpoint only."
@@ -890,7 +928,7 @@ def export(
 @_device_option
 @_progress_option
 def evaluate(
-    model: Path, corpus: Path, split: str, threads: int, batch_size: int, device: str,
+    model: Path, corpus: Path, split: str, threads: int | None, batch_size: int, device: str,
     no_progress: bool,
 ) -> None:  # fmt: skip
     """Phone error rate of MODEL on a corpus split.
@@ -978,9 +1016,9 @@ def bench(
     """Time MODEL (a .bspc file): streaming latency and offline throughput per frame.
 
     Streaming pushes one frame per call (state carried, Python call included); offline runs
-    all frames in one call. Random input (the time does not depend on the values), the
-    runtime's defaults (tuning files are ignored), one warm-up run first; medians of
-    --repeats samples.
+    all frames in one call. Random input (the time does not depend on the values); each row
+    runs with its --threads count, the chosen --weights and the runtime's defaults for the
+    rest: tuning files are ignored. One warm-up run first; medians of --repeats samples.
     """
     if table2:
         harness = _bench_harness()

@@ -1,8 +1,8 @@
 // A BSP matrix prepared for execution on a fixed number of threads.
 //
-// Matrix reorder: rows (in the file's stored order, where rows of equal block pattern are
-// adjacent) are cut into one contiguous range per thread so every thread gets the same work
-// (kept columns summed over its rows), not the same row count.
+// Each thread computes the output rows it owns (runtime/row_partition.h: by hidden unit for
+// recurrent layers, equal-work ranges otherwise); its rows are kept in the file's stored order,
+// where rows of equal block pattern are adjacent.
 // Redundant-load elimination: each (thread, block) piece gathers its block's kept inputs once
 // into a small contiguous buffer, and all of the piece's rows reuse it.
 // Each piece's weights are packed into 16-row panels (kernels.h) at load time.
@@ -15,6 +15,7 @@
 #include "format/model_view.h"
 #include "kernels/kernels.h"
 #include "runtime/aligned_buffer.h"
+#include "runtime/row_partition.h"
 
 namespace rtmobile {
 
@@ -28,8 +29,10 @@ struct MatrixScratch {
 class BspMatrix {
  public:
   // `compute` is the precision the weights are packed in (the stored one, or converted).
-  // `view` and `bias` need only outlive the constructor.
-  BspMatrix(const BspMatrixView& view, const float* bias, int threads, DType compute);
+  // owners[row] < threads names the thread computing output row `row`. `view` and `bias`
+  // need only outlive the constructor.
+  BspMatrix(const BspMatrixView& view, const float* bias, const RowOwners& owners, int threads,
+            DType compute);
 
   uint32_t rows() const { return rows_; }
   uint32_t cols() const { return cols_; }
@@ -39,7 +42,7 @@ class BspMatrix {
   size_t acc_floats(size_t frames) const { return frames * max_piece_panels_ * kPanelRows; }
   size_t stored_floats(size_t frames) const { return frames * max_thread_rows_; }
 
-  // Thread `tid`'s share of y = W x + b (original row order) for one frame.
+  // Thread `tid`'s share of y = W x + b (original row order) for one frame: the rows it owns.
   void gemv(const KernelTable& k, int tid, const float* x, float* y, MatrixScratch& s) const;
   // Thread `tid`'s share of Y[t] = W X[t] + b for `frames` frames (at most the scratch size).
   void gemm(const KernelTable& k, int tid, const float* x, size_t ldx, size_t frames, float* y,
@@ -53,18 +56,21 @@ class BspMatrix {
     bool cols_contiguous;
     uint32_t first_col;
     bool rows_contiguous;
-    uint32_t first_row;   // thread-local stored row (when contiguous)
+    uint32_t first_row;   // thread-local row (when contiguous)
     size_t local_rows;    // offset into local_rows_ (when not contiguous)
-    uint32_t block;       // source block and the index of the piece's first kept row in it
-    uint32_t first_kept;
+    uint32_t block;       // source block
+    size_t kept;          // offset of the piece's rows' positions in the block (packing only)
   };
   struct ThreadWork {
-    uint32_t row_begin = 0, row_end = 0;  // stored rows
+    std::vector<uint32_t> out_rows;  // original rows owned, in stored order (local row i)
+    std::vector<float> out_bias;     // their biases
+    bool out_contiguous = false;     // out_rows[i] == out_rows[0] + i
     std::vector<Piece> pieces;
   };
 
   template <typename Src, typename Dst, typename Convert>
-  void pack(const BspMatrixView& view, Dst* packed, Convert convert);
+  void pack(const BspMatrixView& view, const std::vector<uint32_t>& kept, Dst* packed,
+            Convert convert);
   void run_pieces(const KernelTable& k, const ThreadWork& work, const float* x, size_t ldx,
                   size_t frames, MatrixScratch& s) const;
 
@@ -72,8 +78,6 @@ class BspMatrix {
   // load.
   uint32_t rows_, cols_;
   DType dtype_;
-  std::vector<uint32_t> row_perm_;  // empty when the permutation is the identity
-  std::vector<float> bias_;
   std::vector<ThreadWork> work_;
   std::vector<uint32_t> col_idx_;  // kept columns of the pieces' blocks
   std::vector<uint32_t> local_rows_;

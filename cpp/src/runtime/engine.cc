@@ -3,9 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <thread>
 
+#include "runtime/cpu_count.h"
 #include "runtime/memory_plan.h"
+#include "runtime/row_partition.h"
 
 #if defined(RTM_HAVE_OPENCL)
 #include "opencl/opencl_backend.h"
@@ -21,7 +22,13 @@ constexpr size_t kDefaultFrameTile = 16;    // frames per SpMM call (gathered in
 // frame cost more than they save. Measured (2-core Xeon, 2-layer GRU 440/960, streaming): two
 // threads beat one at 223k weights per frame and lost at 120k and below (32 vs 27 us at 120k).
 constexpr uint64_t kSerialMacs = 160000;
+// With the default thread count (threads = 0), calls shorter than this run on the calling
+// thread: a streamed frame's share of a layer takes microseconds, so any delay in waking a
+// second thread (another process on its core) costs more than the split saves. An explicit
+// thread count, or one from a tuning file that measured it faster, uses the pool for them.
+constexpr size_t kAutoParallelFrames = 16;
 constexpr int kMaxThreads = 256;
+constexpr int kMaxAutoThreads = 4;
 
 size_t resolve_count(int value, size_t fallback, int max, const char* name) {
   if (value < 0 || value > max)
@@ -45,15 +52,7 @@ int resolve_threads(int requested) {
                 "threads must be in [0, " + std::to_string(kMaxThreads) + "] (0 = auto), got " +
                     std::to_string(requested));
   if (requested > 0) return requested;
-  const unsigned hw = std::thread::hardware_concurrency();
-  return static_cast<int>(std::clamp(hw, 1u, 4u));
-}
-
-// Thread tid's share of n hidden units, in multiples of 8 so SIMD lanes stay full.
-std::pair<size_t, size_t> hidden_range(int tid, int threads, size_t n) {
-  const size_t per = ((n + threads - 1) / threads + 7) / 8 * 8;
-  const size_t a = std::min(n, per * static_cast<size_t>(tid));
-  return {a, std::min(n, a + per)};
+  return std::clamp(usable_cpus(), 1, kMaxAutoThreads);
 }
 
 }  // namespace
@@ -66,7 +65,8 @@ Engine::Engine(const ModelView& view, const SessionOptions& options)
                                   "chunk_frames")),
       frame_tile_(resolve_count(options.frame_tile, kDefaultFrameTile, 256, "frame_tile")),
       kernels_(&select_kernels(options.isa)),
-      pool_(resolve_threads(options.threads)) {
+      pool_(resolve_threads(options.threads)),
+      threads_explicit_(options.threads > 0) {
   const int threads = pool_.size();
   const uint32_t gates = gate_count(view.kind);
   const uint32_t num_layers = view.num_layers;
@@ -77,16 +77,19 @@ Engine::Engine(const ModelView& view, const SessionOptions& options)
     layer.in_dim = l == 0 ? view.input_dim : view.hidden_dims[l - 1];
     const BspMatrixView& w_ih = view.matrices[2 * l];
     const BspMatrixView& w_hh = view.matrices[2 * l + 1];
-    layer.w_ih = std::make_unique<BspMatrix>(w_ih, view.biases[2 * l].values, threads,
+    layer.units = hidden_unit_ranges(w_ih, w_hh, layer.hidden, gates, threads);
+    const RowOwners owners = gate_row_owners(layer.units, layer.hidden, gates);
+    layer.w_ih = std::make_unique<BspMatrix>(w_ih, view.biases[2 * l].values, owners, threads,
                                              compute_dtype(options.weights, w_ih.dtype));
-    layer.w_hh = std::make_unique<BspMatrix>(w_hh, view.biases[2 * l + 1].values, threads,
-                                             compute_dtype(options.weights, w_hh.dtype));
+    layer.w_hh = std::make_unique<BspMatrix>(w_hh, view.biases[2 * l + 1].values, owners,
+                                             threads, compute_dtype(options.weights, w_hh.dtype));
     max_hidden = std::max<size_t>(max_hidden, layer.hidden);
     max_gates = std::max<size_t>(max_gates, size_t{gates} * layer.hidden);
     layers_.push_back(std::move(layer));
   }
   const BspMatrixView& w_out = view.matrices[2 * num_layers];
-  output_ = std::make_unique<BspMatrix>(w_out, view.biases[2 * num_layers].values, threads,
+  output_ = std::make_unique<BspMatrix>(w_out, view.biases[2 * num_layers].values,
+                                        balanced_row_owners(w_out, threads), threads,
                                         compute_dtype(options.weights, w_out.dtype));
 
   if (view.has_norm) {
@@ -240,7 +243,9 @@ void Engine::process(RecurrentState& state, const float* frames, size_t num_fram
     }
     float* out = logits + c0 * output_dim_;
     // Multiply-adds of this chunk: every stored weight once per frame.
-    if (pool_.size() > 1 && n * info_.stored_weights < kSerialMacs) {
+    const bool serial = n * info_.stored_weights < kSerialMacs ||
+                        (!threads_explicit_ && num_frames < kAutoParallelFrames);
+    if (pool_.size() > 1 && serial) {
       run_chunk(Shares{0, pool_.size(), false}, state, x, n, out);
     } else {
       pool_.run([&](int tid) { run_chunk(Shares{tid, tid + 1, true}, state, x, n, out); });
@@ -273,6 +278,11 @@ void Engine::run_chunk(const Shares& shares, RecurrentState& state, const float*
 
 void Engine::run_layer(const Shares& shares, size_t index, RecurrentState& state,
                        const float* in, size_t frames, float* out_seq) {
+  // Thread tid owns hidden units layer.units[tid] and their gate rows in W_ih and W_hh
+  // (row_partition.h): it computes those rows and then those units' gates with no barrier in
+  // between. The one barrier per frame makes the new hidden state whole for every thread's
+  // next W_hh product; the last frame's barrier also makes the layer's output sequence whole
+  // for the next layer.
   const Layer& layer = layers_[index];
   const size_t hidden = layer.hidden;
   const size_t gate_rows = size_t{gate_count(kind_)} * hidden;
@@ -281,21 +291,17 @@ void Engine::run_layer(const Shares& shares, size_t index, RecurrentState& state
   float* h0 = state.h[index].data();
   float* cell = kind_ == ModelKind::kLstm ? state.c[index].data() : nullptr;
   const KernelTable& k = *kernels_;
-  const int threads = pool_.size();
   for (int tid = shares.begin; tid < shares.end; ++tid) {
     MatrixScratch& s = scratch_[static_cast<size_t>(tid)];
     for (size_t t0 = 0; t0 < frames; t0 += frame_tile_)
       layer.w_ih->gemm(k, tid, in + t0 * layer.in_dim, layer.in_dim,
                        std::min(frame_tile_, frames - t0), gi + t0 * gate_rows, gate_rows, s);
   }
-  sync(shares);
   for (size_t t = 0; t < frames; ++t) {
     const float* h_prev = t == 0 ? h0 : out_seq + (t - 1) * hidden;
-    for (int tid = shares.begin; tid < shares.end; ++tid)
-      layer.w_hh->gemv(k, tid, h_prev, gh, scratch_[static_cast<size_t>(tid)]);
-    sync(shares);
     for (int tid = shares.begin; tid < shares.end; ++tid) {
-      const auto [a, b] = hidden_range(tid, threads, hidden);
+      layer.w_hh->gemv(k, tid, h_prev, gh, scratch_[static_cast<size_t>(tid)]);
+      const auto [a, b] = layer.units[static_cast<size_t>(tid)];
       if (b <= a) continue;
       if (cell == nullptr)
         k.gru_gates(b - a, hidden, gi + t * gate_rows + a, gh + a, h_prev + a,
@@ -308,7 +314,7 @@ void Engine::run_layer(const Shares& shares, size_t index, RecurrentState& state
   }
   // Each thread carries its own hidden units into the next chunk.
   for (int tid = shares.begin; tid < shares.end; ++tid) {
-    const auto [a, b] = hidden_range(tid, threads, hidden);
+    const auto [a, b] = layer.units[static_cast<size_t>(tid)];
     if (b > a) std::memcpy(h0 + a, out_seq + (frames - 1) * hidden + a, (b - a) * sizeof(float));
   }
 }

@@ -62,6 +62,7 @@ class Engine final : public Backend {
   struct Layer {
     std::unique_ptr<BspMatrix> w_ih, w_hh;
     uint32_t in_dim, hidden;
+    std::vector<std::pair<uint32_t, uint32_t>> units;  // per thread: its hidden units
   };
   // Which threads' shares of the work a call runs: one thread's, inside the pool (sync:
   // barriers between the steps), or all of them in thread order on the calling thread (no
@@ -82,6 +83,7 @@ class Engine final : public Backend {
   size_t chunk_frames_, frame_tile_;
   const KernelTable* kernels_;
   ThreadPool pool_;
+  bool threads_explicit_;  // threads > 0 was asked for: use the pool for short calls too
   std::vector<Layer> layers_;
   std::unique_ptr<BspMatrix> output_;
   std::vector<float> norm_mean_, norm_scale_;  // empty without normalisation

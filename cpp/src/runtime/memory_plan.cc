@@ -45,17 +45,18 @@ uint64_t planned_session_bytes(const ModelLayout& layout, uint64_t file_bytes,
     // Row partition: per-row work and its prefix sums (freed after load; counted for the peak).
     total = add(total, mul(16, uint64_t{m.rows} + 1));
     // Packed weights: every stored value, plus at most panel_rows-1 padding rows per piece. A
-    // piece is one thread's share of a block; the threads' cut points split at most
-    // threads-1 strips, whose blocks span at most `cols` columns each.
-    const uint64_t padded_cols = add(m.col_index_count, mul(threads - 1, m.cols));
+    // piece is one thread's rows of a block: at most `threads` pieces per block (recurrent
+    // layers split every strip by hidden unit), each padding up to the block's kept columns.
+    const uint64_t padded_cols = mul(threads, m.col_index_count);
     const uint64_t packed = add(m.value_count, mul(pad_rows, padded_cols));
     total = add(total, mul(mul(packed, esize), shape.weight_copies));
-    const uint64_t pieces = add(std::min(blocks, m.col_index_count), mul(threads - 1, m.num_c));
+    const uint64_t pieces = mul(threads, std::min(blocks, m.col_index_count));
     total = add(total, mul(kPieceBytes, pieces));
-    // Owned index tables: row permutation, bias, kept columns, scattered piece rows.
-    total = add(total, mul(8, m.rows));
-    total = add(total, mul(4, m.col_index_count));
-    total = add(total, mul(4, m.row_index_count));
+    // Owned index tables: rows owned and their biases, the stored-to-local map, the pieces'
+    // kept columns (copied per thread), scattered piece rows and their positions in the block.
+    total = add(total, mul(12, m.rows));
+    total = add(total, mul(mul(4, threads), m.col_index_count));
+    total = add(total, mul(8, m.row_index_count));
     max_rows = std::max<uint64_t>(max_rows, m.rows);
     max_cols = std::max<uint64_t>(max_cols, m.cols);
   }

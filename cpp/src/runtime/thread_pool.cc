@@ -1,5 +1,7 @@
 #include "runtime/thread_pool.h"
 
+#include <chrono>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define RTM_CPU_RELAX() _mm_pause()
@@ -12,20 +14,46 @@
 namespace rtmobile {
 namespace {
 
-// Spin briefly (frames arrive every few microseconds in a busy loop), then give the core
-// away so an oversubscribed machine does not starve the thread we are waiting for.
-template <typename Done>
-void spin_until(Done done) {
-  for (int i = 0; !done(); ++i) {
-    if (i < 4000) {
-      RTM_CPU_RELAX();
-    } else {
-      std::this_thread::yield();
-    }
-  }
-}
+// How long a wait spins before it sleeps. A partner that is running arrives within a few
+// microseconds (one frame's share of a layer); one that is not (preempted by another process,
+// or more threads than cores) will not arrive before the scheduler's next time slice, and
+// spinning for it would only keep it off the core.
+constexpr auto kSpinTime = std::chrono::microseconds(50);
+constexpr int kPausesPerClockRead = 32;
 
 }  // namespace
+
+template <typename Done>
+void ThreadPool::wait_until(Done done) {
+  if (done()) return;
+  const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
+  for (;;) {
+    for (int i = 0; i < kPausesPerClockRead; ++i) {
+      RTM_CPU_RELAX();
+      if (done()) return;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+  }
+  std::unique_lock<std::mutex> lock(sleep_mutex_);
+  sleepers_.fetch_add(1, std::memory_order_relaxed);
+  // Pairs with the fence in wake_sleepers(): either the waker sees sleepers_ > 0, or this
+  // thread's next done() sees the waker's change (no lost wake-up).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!done()) {
+    sleeps_.fetch_add(1, std::memory_order_relaxed);
+    sleep_cv_.wait(lock, done);
+  }
+  sleepers_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void ThreadPool::wake_sleepers() {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_relaxed) == 0) return;
+  // Taking the mutex orders this notify after any sleeper's last done() check: a sleeper holds
+  // the mutex from that check until it is inside wait().
+  { std::lock_guard<std::mutex> lock(sleep_mutex_); }
+  sleep_cv_.notify_all();
+}
 
 ThreadPool::ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads) {
   try {
@@ -43,12 +71,9 @@ ThreadPool::ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads) {
 ThreadPool::~ThreadPool() { stop_workers(); }
 
 void ThreadPool::stop_workers() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
-    generation_.fetch_add(1, std::memory_order_release);
-  }
-  wake_.notify_all();
+  stop_.store(true, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);
+  wake_sleepers();
   for (std::thread& t : workers_) t.join();
 }
 
@@ -57,33 +82,22 @@ void ThreadPool::run(const std::function<void(int)>& task) {
     task(0);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    task_ = &task;
-    unfinished_.store(threads_ - 1, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
-  }
-  wake_.notify_all();
+  task_ = &task;
+  unfinished_.store(threads_ - 1, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);  // publishes task_ and unfinished_
+  wake_sleepers();
   task(0);
-  spin_until([this] { return unfinished_.load(std::memory_order_acquire) == 0; });
+  wait_until([this] { return unfinished_.load(std::memory_order_acquire) == 0; });
 }
 
 void ThreadPool::worker_loop(int tid) {
   uint64_t seen = 0;
   for (;;) {
-    // Spin a little for back-to-back runs, then sleep on the condition variable.
-    for (int i = 0; i < 20000 && generation_.load(std::memory_order_acquire) == seen; ++i)
-      RTM_CPU_RELAX();
-    const std::function<void(int)>* task;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-      seen = generation_.load(std::memory_order_acquire);
-      if (stop_) return;
-      task = task_;
-    }
-    (*task)(tid);
-    unfinished_.fetch_sub(1, std::memory_order_acq_rel);
+    wait_until([&] { return generation_.load(std::memory_order_acquire) != seen; });
+    seen = generation_.load(std::memory_order_acquire);
+    if (stop_.load(std::memory_order_relaxed)) return;
+    (*task_)(tid);
+    if (unfinished_.fetch_sub(1, std::memory_order_acq_rel) == 1) wake_sleepers();
   }
 }
 
@@ -93,8 +107,9 @@ void ThreadPool::barrier() {
   if (barrier_arrived_.fetch_add(1, std::memory_order_acq_rel) == threads_ - 1) {
     barrier_arrived_.store(0, std::memory_order_relaxed);
     barrier_phase_.store(phase + 1, std::memory_order_release);
+    wake_sleepers();
   } else {
-    spin_until([&] { return barrier_phase_.load(std::memory_order_acquire) != phase; });
+    wait_until([&] { return barrier_phase_.load(std::memory_order_acquire) != phase; });
   }
 }
 

@@ -1,5 +1,6 @@
 // Every kernel table this CPU can run, against the scalar reference, on awkward sizes; and
 // the activations against float64 over [-50, 50] plus the special values.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -38,13 +39,54 @@ TEST_CASE("the last table is scalar and auto picks the first") {
   CHECK_THROWS(rtmobile::Error, rtmobile::select_kernels("sse9"), "not available");
 }
 
-TEST_CASE("f32 and f16 GEMV/GEMM agree with scalar on awkward shapes") {
+TEST_CASE("every table built and runnable here is listed, best first, by its isa name") {
+  // The preference order of dispatch.cc; each name at most once.
+  const std::vector<std::string> order = {"avx512", "avx2", "neon", "scalar"};
+  std::string listed;
+  size_t rank = 0;
+  for (const KernelTable* k : tables()) {
+    listed += std::string(listed.empty() ? "" : ", ") + k->isa;
+    size_t r = rank;
+    while (r < order.size() && order[r] != k->isa) ++r;
+    CHECK(r < order.size());  // known and after the previous table
+    rank = r + 1;
+    CHECK(rtmobile::cpu_supports(k->isa));
+    CHECK(&rtmobile::select_kernels(k->isa) == k);
+  }
+  std::printf("  tables exercised by this test: %s\n", listed.c_str());
+  auto listed_if_supported = [&](const KernelTable& t) {
+    const auto all = tables();
+    const bool found = std::find(all.begin(), all.end(), &t) != all.end();
+    CHECK(found == rtmobile::cpu_supports(t.isa));
+  };
+#if defined(RTM_HAVE_AVX512)
+  CHECK(std::string(rtmobile::avx512_kernels().isa) == "avx512");
+  listed_if_supported(rtmobile::avx512_kernels());
+  if (rtmobile::cpu_supports("avx512")) CHECK(tables().front() == &rtmobile::avx512_kernels());
+#else
+  CHECK(!rtmobile::cpu_supports("avx512"));
+#endif
+#if defined(RTM_HAVE_AVX2)
+  CHECK(std::string(rtmobile::avx2_kernels().isa) == "avx2");
+  listed_if_supported(rtmobile::avx2_kernels());
+#endif
+#if defined(RTM_HAVE_NEON)
+  listed_if_supported(rtmobile::neon_kernels());
+#endif
+  listed_if_supported(rtmobile::scalar_kernels());
+}
+
+// Sizes that reach every pass and tail of the SIMD tables (4/2/1 panels per GEMV pass, 8/4/2/1
+// frames per GEMM pass, f16 columns in pairs per cache line). Each output is one FMA chain over
+// the columns in order in every table, so they all equal scalar bit for bit.
+TEST_CASE("f32 and f16 GEMV/GEMM equal scalar bit for bit on awkward shapes") {
   std::mt19937 rng(1);
   const KernelTable& ref = rtmobile::scalar_kernels();
   for (const KernelTable* k : tables()) {
-    for (size_t panels : {1, 2, 3, 5}) {
-      for (size_t cols : {1, 2, 7, 8, 9, 33}) {
-        for (size_t frames : {1, 2, 3, 4, 5, 7, 9}) {
+    std::printf("  %s\n", k->isa);
+    for (size_t panels : {1, 2, 3, 4, 5, 7, 11}) {
+      for (size_t cols : {1, 2, 3, 7, 8, 9, 16, 33}) {
+        for (size_t frames : {1, 2, 3, 4, 5, 6, 7, 8, 9, 15}) {
           const size_t ldx = cols + 3, ld_acc = panels * kPanelRows + 5;
           const auto w = random_floats(rng, panels * cols * kPanelRows);
           std::vector<uint16_t> w16(w.size());
@@ -68,12 +110,12 @@ TEST_CASE("f32 and f16 GEMV/GEMM agree with scalar on awkward shapes") {
           ref.f32_gemm(w.data(), panels, cols, x.data(), ldx, frames, want.data(), ld_acc);
           for (size_t t = 0; t < frames; ++t)
             for (size_t r = 0; r < panels * kPanelRows; ++r)
-              CHECK_NEAR(got[t * ld_acc + r], want[t * ld_acc + r], 1e-6);
+              CHECK(got[t * ld_acc + r] == want[t * ld_acc + r]);
           k->f16_gemm(w16.data(), panels, cols, x.data(), ldx, frames, got.data(), ld_acc);
           ref.f32_gemm(w16f.data(), panels, cols, x.data(), ldx, frames, want.data(), ld_acc);
           for (size_t t = 0; t < frames; ++t)
             for (size_t r = 0; r < panels * kPanelRows; ++r)
-              CHECK_NEAR(got[t * ld_acc + r], want[t * ld_acc + r], 1e-6);
+              CHECK(got[t * ld_acc + r] == want[t * ld_acc + r]);
           // GEMV equals the GEMM's first frame bit for bit (streaming == offline).
           std::vector<float> gv(panels * kPanelRows);
           k->f32_gemv(w.data(), panels, cols, x.data(), gv.data());
@@ -125,6 +167,11 @@ TEST_CASE("activation special values: NaN propagates, infinities saturate") {
     CHECK(sp[3] == 1.0f && tp[3] == 1.0f && tp[4] == -1.0f);
     CHECK(sp[5] == 0.5f && tp[5] == 0.0f);
     for (size_t i = 1; i < x.size(); ++i) CHECK(!std::isnan(sp[i]) && !std::isnan(tp[i]));
+    // Unpadded (11): the tail (scalar, or masked lanes) gives the same values.
+    k->sigmoid(x.size(), x.data(), s.data());
+    k->tanh(x.size(), x.data(), t.data());
+    CHECK(std::isnan(s[0]) && std::isnan(t[0]));
+    for (size_t i = 1; i < x.size(); ++i) CHECK(s[i] == sp[i] && t[i] == tp[i]);
   }
 }
 
@@ -132,7 +179,7 @@ TEST_CASE("GRU and LSTM gate kernels agree with scalar, with a stride and odd n"
   std::mt19937 rng(3);
   const KernelTable& ref = rtmobile::scalar_kernels();
   for (const KernelTable* k : tables()) {
-    for (size_t n : {1, 7, 8, 9, 31, 64}) {
+    for (size_t n : {1, 7, 8, 9, 15, 16, 17, 31, 33, 64}) {
       const size_t stride = n + 3;
       const auto gi = random_floats(rng, 4 * stride);
       const auto gh = random_floats(rng, 4 * stride);

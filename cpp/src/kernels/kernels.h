@@ -53,6 +53,9 @@ struct KernelTable {
 
 // Per-ISA tables (defined in their own files, compiled with their own flags).
 const KernelTable& scalar_kernels();
+#if defined(RTM_HAVE_AVX512)
+const KernelTable& avx512_kernels();
+#endif
 #if defined(RTM_HAVE_AVX2)
 const KernelTable& avx2_kernels();
 #endif

@@ -60,8 +60,10 @@ class Session:
     ``model`` is a path to a ``.bspc`` file or its bytes. The file is read once, here: the
     session keeps its own copy of everything it uses, so rewriting, truncating or deleting the
     file afterwards does not affect it. A FIFO, device or directory is refused (``OSError``)
-    without blocking. ``threads=None`` uses one thread
-    per available core (at most 4); ``isa`` is ``"auto"`` or one of ``available_isas()``;
+    without blocking. ``threads=None`` (with no tuning file) sizes
+    the pool from the CPUs this process may use (affinity mask and cgroup quota, at most 4) and
+    runs calls of fewer than 16 frames, such as streamed pushes, on the calling thread; an
+    explicit count uses the pool for every call large enough to gain from it. ``isa`` is ``"auto"`` or one of ``available_isas()``;
     ``device`` is ``"cpu"`` or, where the build and machine have it, ``"opencl"``.
     ``opencl_math`` (device ``"opencl"`` only): ``"auto"`` multiplies in half precision where
     the device reports ``cl_khr_fp16`` and in float otherwise, ``"half"`` requires fp16,

@@ -495,11 +495,12 @@ def evaluate_bspc(
     corpus_dir: str | os.PathLike[str],
     split: str = "test",
     *,
-    threads: int = 1,
+    threads: int | None = 1,
     progress: bool = False,
 ) -> PERResult:
     """PER (and frame accuracy) of an exported model run by the C++ runtime on ``split``; the
-    features are made as the file's METADATA ``features`` says."""
+    features are made as the file's METADATA ``features`` says. ``threads=None``: the model's
+    tuning file, else the runtime's own choice."""
     from rtmobile_rt import Session
     from rtmobile_rt.transcribe import FeatureSpec as RuntimeFeatures
 

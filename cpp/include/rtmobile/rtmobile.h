@@ -45,7 +45,8 @@ typedef struct rtm_stream rtm_stream;   /* recurrent state carried across chunks
 /* All-zero is the same as rtm_options_default(): threads 0 and isa NULL mean "auto", device
  * NULL means "cpu". Strings are copied at create. */
 typedef struct rtm_options {
-  int threads;        /* 0: one per available core, at most 4; otherwise 1..256 */
+  int threads;        /* 0: auto (usable CPUs, at most 4; calls under 16 frames on
+                       * the calling thread); otherwise 1..256 */
   const char* isa;    /* "auto" (or NULL), or a name from rtm_available_isa() */
   const char* device; /* "cpu" (or NULL), or "opencl" where the build and machine have it
                        * (RTM_UNSUPPORTED otherwise; isa must then be "auto") */

@@ -47,7 +47,7 @@ class RTMOBILE_API FormatError : public Error {
 };
 
 struct SessionOptions {
-  int threads = 0;            // 0: one per available core, at most 4
+  int threads = 0;            // 0: auto (see docs/runtime.md, Threads)
   std::string isa = "auto";   // "auto" or a name from available_isas()
   std::string device = "cpu"; // "cpu", or "opencl" where the build and machine have it
   // Execution tuning; `rtmobile tune` measures good values for a model on a machine.

@@ -132,3 +132,27 @@ def test_figure_is_a_png(smoke_out: Path) -> None:
     data = (smoke_out / "fig4.png").read_bytes()
     assert data.startswith(PNG_MAGIC)
     assert len(data) > 10_000
+
+
+CONTENTION = Path(__file__).resolve().parents[1] / "bench" / "bench_contention.py"
+
+
+def test_contention_smoke(tmp_path: Path) -> None:
+    """bench_contention.py --smoke: every engine timed quiet and loaded, the hog cleaned up."""
+    out = tmp_path / "c"
+    cmd = [sys.executable, str(CONTENTION), "--smoke", "--repeats", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    table = (out / "contention.md").read_text()
+    assert "| rtmobile default (" in table and "| onnxruntime dense t1 |" in table
+    data = json.loads((out / "contention.json").read_text())
+    names = [e["name"] for e in data["entries"]]
+    assert any(n.startswith("rtmobile default") for n in names)
+    assert {"rtmobile t1", "rtmobile t2", "onnxruntime dense t2"} <= set(names)
+    for e in data["entries"]:
+        for cond in ("quiet", "loaded"):
+            samples = e["samples_us_per_frame"][cond]
+            assert len(samples) == 1 and all(s > 0 for s in samples), (e["name"], cond)
+    # No background process outlives the benchmark.
+    hogs = subprocess.run(["pgrep", "-f", "while True: pass"], capture_output=True, text=True)
+    assert hogs.stdout.strip() == ""

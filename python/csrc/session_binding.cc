@@ -41,6 +41,8 @@ py::dict info_dict(const ModelInfo& info) {
     md["num_c"] = m.num_c;
     md["dtype"] = m.dtype;
     md["stored_values"] = m.stored_values;
+    md["packed_values"] = m.packed_values;
+    md["read_bytes"] = m.read_bytes;
     md["nonzeros"] = m.nonzeros;
     matrices.append(md);
   }

@@ -98,6 +98,7 @@ BspMatrix::BspMatrix(const BspMatrixView& view, const float* bias, const RowOwne
       col_idx_.insert(col_idx_.end(), cols, cols + p.cols);
     }
   }
+  packed_values_ = packed_elems;
   const auto same = [](auto v) { return v; };
   if (dtype_ == DType::kF16) {
     packed_f16_ = AlignedBuffer<uint16_t>(packed_elems);
@@ -179,6 +180,15 @@ void BspMatrix::run_pieces(const KernelTable& k, const ThreadWork& work, const f
       }
     }
   }
+}
+
+size_t BspMatrix::read_bytes() const {
+  size_t bytes = packed_values_ * (dtype_ == DType::kF16 ? 2 : 4);
+  for (const ThreadWork& w : work_)
+    for (const Piece& p : w.pieces)
+      bytes += (p.cols_contiguous ? 0 : 4 * size_t{p.cols}) +
+               (p.rows_contiguous ? 0 : 4 * size_t{p.rows});
+  return bytes;
 }
 
 void BspMatrix::gemv(const KernelTable& k, int tid, const float* x, float* y,

@@ -35,6 +35,10 @@ class BspMatrix {
             DType compute);
 
   uint32_t rows() const { return rows_; }
+  // Packed weights including panel padding, and the bytes one product reads (weights and the
+  // index arrays), over all threads.
+  size_t packed_values() const { return packed_values_; }
+  size_t read_bytes() const;
   uint32_t cols() const { return cols_; }
 
   // Scratch sizes a thread needs for `frames` frames at once.
@@ -83,6 +87,7 @@ class BspMatrix {
   std::vector<uint32_t> local_rows_;
   AlignedBuffer<float> packed_f32_;
   AlignedBuffer<uint16_t> packed_f16_;
+  size_t packed_values_ = 0;
   size_t max_piece_cols_ = 0, max_piece_panels_ = 0, max_thread_rows_ = 0;
 };
 

@@ -145,6 +145,11 @@ Engine::Engine(const ModelView& view, const SessionOptions& options)
     mi.num_c = m.num_c;
     mi.dtype = dtype_name(m.dtype);
     mi.stored_values = m.value_count;
+    const BspMatrix& packed = id == 2 * num_layers ? *output_
+                              : id % 2 == 0        ? *layers_[id / 2].w_ih
+                                                   : *layers_[id / 2].w_hh;
+    mi.packed_values = packed.packed_values();
+    mi.read_bytes = packed.read_bytes();
     mi.nonzeros = m.nonzeros;
     info_.dense_weights += uint64_t{m.rows} * m.cols;
     info_.stored_weights += m.value_count;

@@ -35,10 +35,9 @@ void ThreadPool::wait_until(Done done) {
     if (std::chrono::steady_clock::now() >= deadline) break;
   }
   std::unique_lock<std::mutex> lock(sleep_mutex_);
-  sleepers_.fetch_add(1, std::memory_order_relaxed);
-  // Pairs with the fence in wake_sleepers(): either the waker sees sleepers_ > 0, or this
-  // thread's next done() sees the waker's change (no lost wake-up).
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // Store-load pairing with wake_sleepers(), all seq_cst: either the waker's load sees
+  // sleepers_ > 0, or this thread's done() sees the waker's change (no lost wake-up).
+  sleepers_.fetch_add(1, std::memory_order_seq_cst);
   if (!done()) {
     sleeps_.fetch_add(1, std::memory_order_relaxed);
     sleep_cv_.wait(lock, done);
@@ -47,8 +46,7 @@ void ThreadPool::wait_until(Done done) {
 }
 
 void ThreadPool::wake_sleepers() {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (sleepers_.load(std::memory_order_relaxed) == 0) return;
+  if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
   // Taking the mutex orders this notify after any sleeper's last done() check: a sleeper holds
   // the mutex from that check until it is inside wait().
   { std::lock_guard<std::mutex> lock(sleep_mutex_); }
@@ -72,7 +70,7 @@ ThreadPool::~ThreadPool() { stop_workers(); }
 
 void ThreadPool::stop_workers() {
   stop_.store(true, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_seq_cst);
   wake_sleepers();
   for (std::thread& t : workers_) t.join();
 }
@@ -84,20 +82,20 @@ void ThreadPool::run(const std::function<void(int)>& task) {
   }
   task_ = &task;
   unfinished_.store(threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);  // publishes task_ and unfinished_
+  generation_.fetch_add(1, std::memory_order_seq_cst);  // publishes task_ and unfinished_
   wake_sleepers();
   task(0);
-  wait_until([this] { return unfinished_.load(std::memory_order_acquire) == 0; });
+  wait_until([this] { return unfinished_.load(std::memory_order_seq_cst) == 0; });
 }
 
 void ThreadPool::worker_loop(int tid) {
   uint64_t seen = 0;
   for (;;) {
-    wait_until([&] { return generation_.load(std::memory_order_acquire) != seen; });
+    wait_until([&] { return generation_.load(std::memory_order_seq_cst) != seen; });
     seen = generation_.load(std::memory_order_acquire);
     if (stop_.load(std::memory_order_relaxed)) return;
     (*task_)(tid);
-    if (unfinished_.fetch_sub(1, std::memory_order_acq_rel) == 1) wake_sleepers();
+    if (unfinished_.fetch_sub(1, std::memory_order_seq_cst) == 1) wake_sleepers();
   }
 }
 
@@ -106,10 +104,10 @@ void ThreadPool::barrier() {
   const uint32_t phase = barrier_phase_.load(std::memory_order_acquire);
   if (barrier_arrived_.fetch_add(1, std::memory_order_acq_rel) == threads_ - 1) {
     barrier_arrived_.store(0, std::memory_order_relaxed);
-    barrier_phase_.store(phase + 1, std::memory_order_release);
+    barrier_phase_.store(phase + 1, std::memory_order_seq_cst);
     wake_sleepers();
   } else {
-    wait_until([&] { return barrier_phase_.load(std::memory_order_acquire) != phase; });
+    wait_until([&] { return barrier_phase_.load(std::memory_order_seq_cst) != phase; });
   }
 }
 

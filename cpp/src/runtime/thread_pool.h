@@ -41,7 +41,8 @@ class ThreadPool {
   void worker_loop(int tid);
   void stop_workers();  // wakes every worker to exit and joins it
   // Spins for a bounded time until done(), then sleeps until a wake_sleepers() call makes it
-  // true. done() must read only atomics.
+  // true. done() must read only atomics, with seq_cst loads of what wakers change with seq_cst
+  // writes (no fences: ThreadSanitizer does not model them).
   template <typename Done>
   void wait_until(Done done);
   // Call after changing a waited-on atomic (the change must come first).

@@ -35,31 +35,59 @@ thread count, start rotated every repeat) so that ratios come from the same time
 tables quote medians. A case whose sample would exceed ``--max-sample-seconds`` is timed on
 fewer frames (the "frames" column of the all-engines table says how many).
 
-Roofline (a read-stream roofline): bench/cpp/roofline.cc (built here with cmake + ninja, -O3
--march=native) measures a read-only stream (the sum of one array, 4 concurrent streams per
-thread) and, for reference, a STREAM-like triad, each over the same working sets (DRAM:
-3 x ``--triad-mb`` MB; also working sets sized for this CPU's L2 and L3), and the FMA peak, at
-each thread count. The kernels only read their weights, and a read stream runs at or above the
-triad (no stores, no uncounted write-allocate traffic), so the triad is no bound for them:
-bound = min(peak, read bandwidth x intensity), intensity = 2 x nonzeros / bytes of weights +
-indices read per frame. "% DRAM read-stream roofline" uses the DRAM read stream; "% cache
-read-stream roofline" uses the read stream of the smallest cache level that holds the weights
-(<= 75% of t x L2, then of L3). A % over 100 is printed with the level whose bandwidth made its
-bound: the weights came from a faster level, or an offline engine that batches the input
-projections read W_ih and W_out less than once per frame.
+Roofline (a read-stream roofline at each case's own working set): bench/cpp/roofline.cc (built
+here with cmake + ninja, -O3 -march=native) measures a read-only stream (the sum of one array, 4
+concurrent streams per thread), a STREAM-like triad for reference, and the FMA peak, at each
+thread count. The kernels only read their weights, and a read stream runs at or above the triad
+(no stores, no uncounted write-allocate traffic), so the read stream is the memory roof.
+
+  * Caches, checked: the read bandwidth is swept over working sets of powers of 2 from 64 KiB to
+    4 x the L3 sysfs reports (at least 1 GiB; ``--sweep-max-mb``). Where the bandwidth drops
+    (a "knee": a working set at least 1.25x faster than every larger one) gives the measured
+    sizes. The sysfs L3 is implausible when it is over 64 MiB per CPU or when working sets of a
+    quarter to a half of it already read at DRAM speed (a 2-vCPU Xeon VM reported 480 MiB, and
+    both old probes sat inside it: "L3" = "DRAM" = 18 GB/s); then the measured knee is used,
+    and the table says so. Both reported and measured sizes are in the table.
+  * Bytes, as the kernels read them: rtmobile's own count for each session
+    (``Session.info['matrices'][i]['read_bytes']``: values including the zero rows that pad each
+    piece to 16-row panels, plus the index arrays one product reads; fp16 and each thread
+    partition from its own session); CSR: values + column indices + row pointers; dense: 4
+    bytes a weight. Streaming reads every matrix every frame. Offline reads each W_hh every
+    frame (the recurrence) but W_ih and W_out batched: rtmobile once per ``frame_tile`` (16)
+    frames within each ``chunk_frames`` chunk, the peers once per call (torch.nn.GRU on CPU,
+    ONNX Runtime's GRU and the CSR loops compute the input projections of all T frames in one
+    GEMM/SpMM, and the output layer too; a GEMM's re-reads of cached weight blocks are not
+    counted, which can only raise their bound).
+  * Bandwidth at the working set: streaming reads the whole model per frame, so its working set
+    is the whole model; offline each phase (a W_hh, reused frame after frame; a W_ih or W_out)
+    has its own, and the memory time per frame is the sum of bytes / bandwidth over the phases.
+    Each working set (within 1.1%; at least 8 KiB per thread) is measured by the probe after the
+    timings. bound = min(FMA peak, flops / memory time) = min(peak, bandwidth x intensity),
+    intensity = 2 x nonzeros / bytes read. "% roofline" is real GOP/s over that bound (marked
+    ``!`` over 100: a byte count or a probe would be wrong); "% DRAM roofline" reads every byte
+    at the DRAM read stream, measured over at least 4 x the L3 used (``--dram-mb``), and names
+    the cache level holding the working set when it is over 100.
+
+Contention (``--contention``, on by default, off with ``--smoke`` unless given): runs
+bench/bench_contention.py at these thread counts and adds its "Streaming under contention"
+table (each engine quiet, then beside a CPU-bound process) to table2.md and results.json.
 
 Outputs (``--out``): table2.md, fig4.png, results.json (all raw samples).
 
     python bench/bench_gru.py                      # full run (minutes; use a quiet machine)
     python bench/bench_gru.py --smoke --out /tmp/b # tiny model, seconds; checks the plumbing
+    python bench/bench_gru.py --smoke --contention # ... and the contention section
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gc
 import hashlib
+import io
+import itertools
 import json
 import math
 import os
@@ -298,17 +326,6 @@ def encode(
     )
 
 
-def bspc_bytes_per_frame(stats: dict[str, Any]) -> int:
-    """Weights + u32 row/column indices the runtime reads for one frame (BSPC accounting)."""
-    mats = stats["matrices"]
-    items = mats.values() if isinstance(mats, dict) else mats
-    total = 0
-    for m in items:
-        size = 2 if m["dtype"] == "f16" else 4
-        total += m["stored"] * size + 4 * (m["col_index_count"] + m["row_index_count"])
-    return total
-
-
 # ----------------------------------------------------------------------------- engines
 
 
@@ -336,6 +353,8 @@ class RtmEngine:
         self.session = rtmobile_rt.Session(data, threads=threads, **extra)
         self._stream = self.session.stream()
         self.info = {k: v for k, v in self.session.info.items() if k not in ("matrices", "labels")}
+        # Per matrix: shape, dtype, stored/packed values and read_bytes of this session.
+        self.matrices: list[dict[str, Any]] = list(self.session.info["matrices"])
 
     def reset(self) -> None:
         self._stream.reset()
@@ -487,8 +506,10 @@ class ScipyCsrEngine:
         self.h_dim, self.layers = model.hidden, model.layers
         self.m = {n: sp.csr_matrix(w[n]) for n in model.matrix_names}
         self.b = model.b
-        self.bytes_per_frame = sum(
-            int(a.data.nbytes + a.indices.nbytes + a.indptr.nbytes) for a in self.m.values()
+        # A CSR product reads every value, its column index and the row pointers.
+        self.traffic = Traffic(
+            {n: int(a.data.nbytes + a.indices.nbytes + a.indptr.nbytes) for n, a in self.m.items()},
+            "CSR values + indices + row pointers; offline W_ih, W_out once per call (one SpMM)",
         )
         self.nonzeros = sum(int(a.nnz) for a in self.m.values())
         self.reset()
@@ -533,7 +554,7 @@ class TorchCsrEngine:
         self.torch = torch
         self.h_dim, self.layers = model.hidden, model.layers
         self.m: dict[str, Any] = {}
-        self.bytes_per_frame = 0
+        matrix_bytes: dict[str, int] = {}
         self.nonzeros = 0
         for n in model.matrix_names:
             a = sp.csr_matrix(w[n])
@@ -546,10 +567,14 @@ class TorchCsrEngine:
             )
             self.m[n] = t
             self.nonzeros += int(a.nnz)
-            self.bytes_per_frame += sum(
+            matrix_bytes[n] = sum(
                 int(x.numel() * x.element_size())
                 for x in (t.values(), t.col_indices(), t.crow_indices())
             )
+        self.traffic = Traffic(
+            matrix_bytes,
+            "CSR values + int32 indices + row pointers; offline W_ih, W_out once per call",
+        )
         self.b = {n: torch.from_numpy(v) for n, v in model.b.items()}
         self.reset()
 
@@ -599,7 +624,7 @@ class Case:
     threads: int
     nonzeros: int
     dense_params: int
-    bytes_per_frame: int
+    traffic: Traffic
     impl: Engine
     frames: dict[str, int] = field(default_factory=dict)
     samples: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in MODES})
@@ -735,45 +760,224 @@ def verify(cases: list[Case], model: DenseModel, frames: np.ndarray) -> dict[str
     return errs
 
 
-# ----------------------------------------------------------------------------- roofline
+# ----------------------------------------------------------------------------- bytes read
 
 
-@dataclass
-class Roofline:
-    """Measured peak and bandwidths per thread count, and the cache capacities used.
+@dataclass(frozen=True)
+class Phase:
+    """One stream of weight reads in a frame: bytes per frame, and the bytes it cycles through
+    between two reads of the same weight (the working set whose read bandwidth it gets)."""
 
-    ``bw`` is the read-stream bandwidth per level, the memory roof (the kernels only read their
-    weights); ``triad`` the STREAM-like triad per level, reported for reference only.
+    what: str
+    bytes_per_frame: float
+    working_set: int
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What one engine reads from its weights, as its kernels read them.
+
+    ``matrix_bytes``: bytes one product with each matrix reads (weights, padding and indices).
+    Streaming reads every matrix once per frame. Offline reads each W_hh once per frame (the
+    recurrence) but the input projections W_ih and the output layer W_out in batches: rtmobile
+    once per ``frame_tile`` frames within each ``chunk_frames`` chunk, the peers once per call
+    (one GEMM/SpMM over all T frames; ``frame_tile`` None).
     """
 
-    peak: dict[int, float]
-    peak_isa: dict[int, str]
-    bw: dict[int, dict[str, float]]
-    triad: dict[int, dict[str, float]]
-    l2_bytes: int
-    l3_bytes: int
-    raw: list[dict[str, Any]]
-    compiler: str
+    matrix_bytes: dict[str, int]
+    source: str
+    frame_tile: int | None = None
+    chunk_frames: int | None = None
 
-    def level_for(self, nbytes: int, threads: int) -> str:
-        if self.l2_bytes and nbytes <= 0.75 * threads * self.l2_bytes and "l2" in self.bw[threads]:
-            return "l2"
-        if self.l3_bytes and nbytes <= 0.75 * self.l3_bytes and "l3" in self.bw[threads]:
-            return "l3"
-        return "dram"
-
-    def bound(self, flops: float, nbytes: int, threads: int, level: str) -> float:
-        """GFLOP/s bound: min(peak, read bandwidth of `level` x arithmetic intensity)."""
-        return min(self.peak[threads], self.bw[threads][level] * flops / max(1, nbytes))
-
-    def limit(self, flops: float, nbytes: int, threads: int, level: str) -> str:
-        """What made bound(): `level` (its read bandwidth) or "FMA peak"."""
-        memory = self.bw[threads][level] * flops / max(1, nbytes)
-        return level if memory <= self.peak[threads] else "FMA peak"
+    def batched_reads(self, frames: int) -> int:
+        """How often an offline call over ``frames`` frames reads W_ih and W_out."""
+        if self.frame_tile is None:
+            return 1
+        chunk = self.chunk_frames or frames
+        return sum(-(-min(chunk, frames - c0) // self.frame_tile) for c0 in range(0, frames, chunk))
 
 
-def cache_sizes() -> tuple[int, int]:
-    """(L2 per core, L3) in bytes from sysfs; 0 where unknown."""
+def rtm_traffic(engine: RtmEngine) -> Traffic:
+    """The runtime's own count: per matrix ``read_bytes`` (packed values including the zero
+    rows padding each piece to 16-row panels, plus the index arrays one product reads) of this
+    very session (its dtype and its thread partition)."""
+    mb = {str(m["name"]): int(m.get("read_bytes", 0)) for m in engine.matrices}
+    if not mb or min(mb.values()) <= 0:
+        raise fail(
+            "rtmobile_rt reports no read_bytes per matrix (Session.info['matrices']); "
+            "rebuild and reinstall the runtime"
+        )
+    tile, chunk = int(engine.info["frame_tile"]), int(engine.info["chunk_frames"])
+    return Traffic(
+        mb,
+        f"runtime read_bytes; W_ih, W_out once per {tile}-frame tile (chunks of {chunk})",
+        frame_tile=tile,
+        chunk_frames=chunk,
+    )
+
+
+def dense_traffic(model: DenseModel) -> Traffic:
+    return Traffic(
+        {n: 4 * int(model.w[n].size) for n in model.matrix_names},
+        "4 bytes a dense weight; offline W_ih, W_out once per call (one GEMM over T frames)",
+    )
+
+
+def phases(traffic: Traffic, mode: str, frames: int) -> list[Phase]:
+    """The weight reads of one frame: streaming reads the whole model every frame (one phase,
+    its working set the whole model); offline (``frames`` per call) reads each W_hh every frame
+    (working set: that matrix, reused frame after frame) and W_ih, W_out batched."""
+    mb = traffic.matrix_bytes
+    if mode == "streaming":
+        total = sum(mb.values())
+        return [Phase("every matrix", float(total), total)]
+    reads = traffic.batched_reads(frames)
+    return [
+        Phase(n, float(b) if n.endswith("w_hh") else b * reads / frames, b) for n, b in mb.items()
+    ]
+
+
+def bytes_per_frame(traffic: Traffic, mode: str, frames: int) -> float:
+    return sum(p.bytes_per_frame for p in phases(traffic, mode, frames))
+
+
+# ----------------------------------------------------------------------------- caches
+
+
+# A working set counts as held by a faster level when it reads at least this many times faster
+# than every larger working set of the sweep.
+KNEE_RATIO = 1.25
+# More L3 than this per logical CPU is not a real cache (a VM's sysfs may report its host's
+# whole package, or garbage: 480 MiB on a 2-vCPU Xeon VM).
+MAX_L3_PER_CPU = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ReportedCaches:
+    """Cache sizes as sysfs reports them (0 where unknown)."""
+
+    l2_per_core: int
+    l3: int
+    cpus: int
+
+
+@dataclass(frozen=True)
+class CacheChoice:
+    """The cache sizes the roofline uses, and why.
+
+    ``measured_*``: knees of the read-bandwidth sweep (``find_knees``), None where none was seen;
+    ``l2``/``l3``: the sizes used (L2 per core); ``l3_source``: "sysfs", "sysfs (unverified)",
+    "measured" or "none"; ``note``: a sentence for the table when sysfs was not used as is.
+    """
+
+    reported: ReportedCaches
+    measured_l2: int | None
+    measured_l3: int | None
+    l2: int
+    l3: int
+    l3_source: str
+    note: str
+    dram_gbs: float | None
+    knees: tuple[int, ...]
+
+
+def find_knees(curve: Sequence[tuple[int, float]], ratio: float = KNEE_RATIO) -> list[int]:
+    """Working sets after which the read bandwidth falls, ascending.
+
+    A point is in a faster level than everything after it when its bandwidth is at least
+    ``ratio`` times that of every larger working set; of a run of such points (a gradual
+    transition) the largest is the knee. A dip that recovers (noise) makes no knee, since a
+    later point reads as fast again; nor does the next-to-last point, which only one (maybe
+    noisy) sample follows.
+    """
+    pts = sorted(curve)
+    knees: list[int] = []
+    prev = -2
+    for i in range(len(pts) - 2):
+        later = max(g for _, g in pts[i + 1 :])
+        if pts[i][1] >= ratio * later:
+            if prev == i - 1 and knees:
+                knees[-1] = pts[i][0]
+            else:
+                knees.append(pts[i][0])
+            prev = i
+    return knees
+
+
+def choose_cache_sizes(
+    reported: ReportedCaches, curve: Sequence[tuple[int, float]], threads: int = 1
+) -> CacheChoice:
+    """Sanity-check the sysfs cache sizes against a read-bandwidth sweep at ``threads`` threads
+    (working set bytes, GB/s), and return the sizes to use.
+
+    The DRAM bandwidth is that of the sweep's two largest working sets. The last knee beyond 2 x
+    ``threads`` x the reported L2 is the measured L3 (the last-level cache); the last knee
+    within that, divided by ``threads``, the measured L2 per core. The reported L3 is
+    implausible when it exceeds ``MAX_L3_PER_CPU`` per CPU, or when the sweep reaches 2 x past
+    it and the working sets of a quarter to a half of it (beyond the L2s) all read within
+    ``KNEE_RATIO`` of the DRAM bandwidth; then the measured knee is used (no L3 at all when the
+    sweep shows none). A sweep too short to reach 2 x the reported L3 cannot refute it:
+    "sysfs (unverified)". The L2 is sysfs's, or the measured one where sysfs has none.
+    """
+    rep = reported
+    pts = sorted((int(s), float(g)) for s, g in curve if g > 0)
+    knees = tuple(find_knees(pts))
+    l2_all = rep.l2_per_core * threads
+    beyond_l2 = [k for k in knees if k > 2 * l2_all]
+    within_l2 = [k for k in knees if k <= 2 * l2_all]
+    measured_l3 = beyond_l2[-1] if beyond_l2 else None
+    measured_l2 = within_l2[-1] // threads if within_l2 and l2_all else None
+    # Noise only ever slows a best-of sample: the faster of the two largest working sets.
+    dram = max(g for _, g in pts[-2:]) if pts else None
+    largest = pts[-1][0] if pts else 0
+
+    def choice(l3: int, source: str, note: str = "") -> CacheChoice:
+        l2 = rep.l2_per_core or (measured_l2 or 0)
+        return CacheChoice(rep, measured_l2, measured_l3, l2, l3, source, note, dram, knees)
+
+    def mib(n: int) -> str:
+        return f"{n / 2**20:g} MiB"
+
+    if len(pts) < 3 or dram is None:
+        return choice(rep.l3, "sysfs (unverified)", "no bandwidth sweep to check sysfs against")
+    if rep.l3 <= 0:
+        if measured_l3:
+            return choice(
+                measured_l3, "measured", f"sysfs reports no L3; measured {mib(measured_l3)}"
+            )
+        return choice(0, "none", "sysfs reports no L3 and the sweep shows none")
+    why: list[str] = []
+    if rep.l3 > MAX_L3_PER_CPU * max(1, rep.cpus):
+        why.append(
+            f"that is {mib(rep.l3 // max(1, rep.cpus))} per CPU (more than {mib(MAX_L3_PER_CPU)})"
+        )
+    if largest >= 2 * rep.l3:
+        # Working sets of a quarter to a half of the reported L3, beyond the L2s: a real L3
+        # holds them. Up to two grid points, so that one noisy sample refutes nothing.
+        inside = [(s, g) for s, g in pts if 2 * l2_all < s <= rep.l3 // 2 and 4 * s >= rep.l3]
+        best = max((g for _, g in inside), default=math.inf)
+        if best < KNEE_RATIO * dram:
+            why.append(
+                f"working sets of {' and '.join(mib(s) for s, _ in inside)} already read at "
+                f"DRAM speed (at best {best:.1f} GB/s; {dram:.1f} at {mib(largest)})"
+            )
+    elif not why:
+        return choice(
+            rep.l3,
+            "sysfs (unverified)",
+            f"the sweep ends at {mib(largest)}, short of 2 x the reported L3",
+        )
+    if not why:
+        return choice(rep.l3, "sysfs")
+    use = measured_l3 or 0
+    note = f"sysfs reports L3 {mib(rep.l3)}, but {' and '.join(why)}; " + (
+        f"using the measured knee, {mib(use)}" if use else "the sweep shows no L3: none used"
+    )
+    return choice(use, "measured" if use else "none", note)
+
+
+def cache_sizes() -> ReportedCaches:
+    """(L2 per core, L3) in bytes as sysfs reports them for cpu0; 0 where unknown."""
     l2 = l3 = 0
     base = Path("/sys/devices/system/cpu/cpu0/cache")
     for d in sorted(base.glob("index*")):
@@ -784,12 +988,94 @@ def cache_sizes() -> tuple[int, int]:
         except (OSError, ValueError):
             continue
         mult = {"K": 1024, "M": 1024 * 1024, "G": 1024**3}.get(size[-1:], 1)
-        n = int(size.rstrip("KMG")) * mult
+        try:
+            n = int(size.rstrip("KMG")) * mult
+        except ValueError:
+            continue
         if kind in ("Unified", "Data") and level == 2:
             l2 = n
         elif kind == "Unified" and level == 3:
             l3 = n
-    return l2, l3
+    return ReportedCaches(l2, l3, os.cpu_count() or 1)
+
+
+def mem_available() -> int:
+    """Bytes of MemAvailable in /proc/meminfo (0 if unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def pow2_sizes(lo: int, hi: int) -> list[int]:
+    out, s = [], lo
+    while s <= hi:
+        out.append(s)
+        s *= 2
+    return out
+
+
+def grid_bytes(n: float) -> int:
+    """A working set rounded to a 2^(1/32) grid (within 1.1%): sizes that close share a probe."""
+    return max(8, round(2.0 ** (round(math.log2(max(n, 8.0)) * 32) / 32)))
+
+
+# ----------------------------------------------------------------------------- roofline
+
+
+@dataclass
+class Roofline:
+    """Measured FMA peak and read bandwidths per thread count, and the cache sizes used.
+
+    ``sweep``: read bandwidth over powers of two (working set bytes, GB/s) per thread count;
+    ``dram``: the read bandwidth at ``dram_bytes`` (>= 4 x the sanity-checked L3), the DRAM
+    roof; ``triad``: a STREAM-like triad there, for reference only; ``at``: the read bandwidth
+    measured at each case's own working sets (keys: ``grid_bytes`` of them).
+    """
+
+    peak: dict[int, float]
+    peak_isa: dict[int, str]
+    sweep: dict[int, list[tuple[int, float]]]
+    caches: CacheChoice
+    sweep_threads: int
+    dram_bytes: int
+    dram: dict[int, float]
+    triad: dict[int, float]
+    at: dict[int, dict[int, float]]
+    raw: list[dict[str, Any]]
+    compiler: str
+    exe: Path
+    reps: int
+
+    def bandwidth(self, threads: int, ws: int) -> float:
+        """Read GB/s at working set ``ws``: measured there, else interpolated on the sweep."""
+        got = self.at.get(threads, {}).get(grid_bytes(ws))
+        if got is not None:
+            return got
+        pts = self.sweep[threads]
+        if ws <= pts[0][0]:
+            return pts[0][1]
+        for (s0, g0), (s1, g1) in itertools.pairwise(pts):
+            if ws <= s1:
+                f = math.log(ws / s0) / math.log(s1 / s0)
+                return math.exp(math.log(g0) + f * (math.log(g1) - math.log(g0)))
+        return pts[-1][1]
+
+    def memory_seconds(self, threads: int, ph: Sequence[Phase]) -> float:
+        """Seconds per frame to read ``ph``, each phase at its working set's bandwidth."""
+        return sum(p.bytes_per_frame / (self.bandwidth(threads, p.working_set) * 1e9) for p in ph)
+
+    def level(self, threads: int, ws: int) -> str:
+        """The cache level that holds ``ws`` by the sizes used (L2 counts every thread's)."""
+        c = self.caches
+        if c.l2 and ws <= threads * c.l2:
+            return "L2"
+        if c.l3 and ws <= c.l3:
+            return "L3"
+        return "DRAM"
 
 
 def cpu_tag() -> str:
@@ -831,12 +1117,64 @@ def build_roofline(build_dir: Path, log: Callable[[str], None]) -> Path:
     return build_dir / "roofline"
 
 
+def run_probe(
+    exe: Path,
+    threads: int,
+    reps: int,
+    read: Sequence[int] = (),
+    triad: Sequence[int] = (),
+    fma_ms: float = 0.0,
+) -> list[dict[str, Any]]:
+    """One run of the probe at one thread count; its JSON lines, in the order asked."""
+    cmd = [str(exe), "--threads", str(threads), "--reps", str(reps), "--fma-ms", f"{fma_ms:g}"]
+    if read:
+        cmd += ["--read-bytes", ",".join(str(int(b)) for b in read)]
+    if triad:
+        cmd += ["--triad-bytes", ",".join(str(int(b)) for b in triad)]
+    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if p.returncode != 0:
+        raise fail(f"{shlex.join(cmd)} exited {p.returncode}: {p.stderr}")
+    lines = [json.loads(s) for s in p.stdout.splitlines() if s.strip()]
+    for kind, want in (("read", len(read)), ("triad", len(triad))):
+        got = sum(d["kind"] == kind for d in lines)
+        if got != want:
+            raise fail(
+                f"{shlex.join(cmd)} printed {got} {kind} lines for {want} working sets; "
+                f"is {exe} out of date?"
+            )
+    return lines
+
+
+SWEEP_MIN = 64 * 1024
+
+
+def sweep_sizes(args: argparse.Namespace, reported: ReportedCaches) -> list[int]:
+    """Powers of 2 from 64 KiB up to --sweep-max-mb, else to 4 x the reported L3 and at least
+    1 GiB (smoke: 64 MiB, at most 1 GiB), the last rounded up to a power of 2; halved until it
+    is at most a quarter of the available memory."""
+    if args.sweep_max_mb is not None:
+        want = int(args.sweep_max_mb * 2**20)
+    elif args.smoke:
+        want = min(max(4 * reported.l3, 64 * 2**20), 2**30)
+    else:
+        want = max(4 * reported.l3, 2**30)
+    top = SWEEP_MIN
+    while top < want:
+        top *= 2
+    avail = mem_available()
+    while avail and top > max(avail // 4, 2**20):
+        top //= 2
+    return pow2_sizes(SWEEP_MIN, max(top, 2**20))
+
+
 def measure_roofline(
     args: argparse.Namespace, threads: Sequence[int], log: Callable[[str], None]
 ) -> Roofline | None:
-    """Run the probe at each thread count; None (with a warning) if it cannot be built.
+    """Build the probe; sweep the read bandwidth and take the FMA peak at each thread count;
+    check the cache sizes against the sweep; measure the DRAM read stream (and triad) at >= 4 x
+    the L3 used. None (with a warning) if the probe cannot be built.
 
-    The memory roof is the probe's read stream; its triad is kept for reference.
+    The bandwidth at each case's own working sets is measured later (``probe_working_sets``).
     """
     if args.roofline == "off":
         return None
@@ -856,78 +1194,153 @@ def measure_roofline(
                 cxx = line.split("=", 1)[1]
                 v = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False)
                 compiler = v.stdout.splitlines()[0] if v.stdout else cxx
-    l2, l3 = cache_sizes()
+    reported = cache_sizes()
+    sizes = sweep_sizes(args, reported)
+    log(
+        f"sysfs: L2 {reported.l2_per_core // 1024} KiB/core, L3 {reported.l3 // 1024} KiB; "
+        f"read sweep 64 KiB .. {sizes[-1] // 2**20} MiB ({len(sizes)} sizes) at "
+        f"{', '.join(map(str, threads))} thread(s)"
+    )
     peak: dict[int, float] = {}
     isa: dict[int, str] = {}
-    bw: dict[int, dict[str, float]] = {}
-    triad: dict[int, dict[str, float]] = {}
+    sweep: dict[int, list[tuple[int, float]]] = {}
     raw: list[dict[str, Any]] = []
     for t in threads:
-        levels: list[tuple[str, int]] = []
-        if l2:
-            levels.append(("l2", max(48, t * l2 // 2 // 1024)))
-        if l3 and (not l2 or l3 // 2 > t * l2):
-            levels.append(("l3", l3 // 2 // 1024))
-        cmd = [
-            str(exe),
-            "--threads",
-            str(t),
-            "--dram-mb",
-            f"{args.triad_mb:g}",
-            "--reps",
-            str(args.roofline_reps),
-            "--fma-ms",
-            f"{args.fma_ms:g}",
-        ]
-        if levels:
-            cmd += ["--cache-kb", ",".join(str(kb) for _, kb in levels)]
-        p = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if p.returncode != 0:
-            raise fail(f"{shlex.join(cmd)} exited {p.returncode}: {p.stderr}")
-        lines = [json.loads(s) for s in p.stdout.splitlines() if s.strip()]
-        names = ["dram", *(n for n, _ in levels)]
-        for kind, out in (("read", bw), ("triad", triad)):
-            got = [d for d in lines if d["kind"] == kind]
-            if len(got) != len(names):
-                raise fail(
-                    f"{shlex.join(cmd)} printed {len(got)} {kind} lines for {len(names)} "
-                    f"levels ({', '.join(names)}); is {exe} out of date?"
-                )
-            out[t] = {}
-            for name, d in zip(names, got, strict=True):
-                d["name"] = name
-                out[t][name] = float(d["gbs"])
-        fmas = [d for d in lines if d["kind"] == "fma"]
-        best = max(fmas, key=lambda d: float(d["gflops"]))
+        lines = run_probe(exe, t, args.roofline_reps, read=sizes, fma_ms=args.fma_ms)
+        for d in lines:
+            d["probe"] = "sweep"
+        reads = [d for d in lines if d["kind"] == "read"]
+        sweep[t] = [(int(d["working_set_bytes"]), float(d["gbs"])) for d in reads]
+        best = max((d for d in lines if d["kind"] == "fma"), key=lambda d: float(d["gflops"]))
         peak[t], isa[t] = float(best["gflops"]), str(best["isa"])
         raw += lines
         log(
-            f"roofline t={t}: read "
-            + ", ".join(f"{k} {v:.1f}" for k, v in bw[t].items())
-            + " GB/s (triad "
-            + ", ".join(f"{k} {v:.1f}" for k, v in triad[t].items())
-            + f" GB/s), FMA peak {peak[t]:.1f} GFLOP/s ({isa[t]})"
+            f"roofline t={t}: FMA peak {peak[t]:.1f} GFLOP/s ({isa[t]}); read sweep "
+            + ", ".join(f"{s // 1024}K {g:.0f}" for s, g in sweep[t])
+            + " GB/s"
         )
-    return Roofline(peak, isa, bw, triad, l2, l3, raw, compiler)
+    t0 = min(threads)
+    caches = choose_cache_sizes(reported, sweep[t0], t0)
+    log(
+        f"caches used: L2 {caches.l2 // 1024} KiB/core, L3 {caches.l3 // 1024} KiB "
+        f"({caches.l3_source}); measured knees "
+        + (", ".join(f"{k // 1024} KiB" for k in caches.knees) or "none")
+        + (f"; {caches.note}" if caches.note else "")
+    )
+    dram_bytes = max(4 * caches.l3, 4 * max(threads) * caches.l2, int(args.dram_mb * 2**20), 2**20)
+    avail = mem_available()
+    if avail and dram_bytes > avail // 4:
+        log(f"warning: DRAM working set {dram_bytes >> 20} MiB capped at a quarter of free memory")
+        dram_bytes = max(2**20, avail // 4)
+    dram: dict[int, float] = {}
+    triad: dict[int, float] = {}
+    for t in threads:
+        lines = run_probe(exe, t, args.roofline_reps, read=[dram_bytes], triad=[dram_bytes])
+        for d in lines:
+            d["probe"] = "dram"
+            if d["kind"] == "read":
+                dram[t] = float(d["gbs"])
+            else:
+                triad[t] = float(d["gbs"])
+        raw += lines
+        log(
+            f"roofline t={t}: DRAM ({dram_bytes >> 20} MiB) read {dram[t]:.1f} GB/s, "
+            f"triad {triad[t]:.1f} GB/s"
+        )
+    return Roofline(
+        peak,
+        isa,
+        sweep,
+        caches,
+        t0,
+        dram_bytes,
+        dram,
+        triad,
+        {},
+        raw,
+        compiler,
+        exe,
+        args.roofline_reps,
+    )
+
+
+def probe_working_sets(
+    roof: Roofline | None, cases: list[Case], modes: Sequence[str], log: Callable[[str], None]
+) -> None:
+    """Measure the read bandwidth at every working set of every case (rounded to within 1.1%)."""
+    if roof is None:
+        return
+    want: dict[int, set[int]] = {}
+    for c in cases:
+        for mode in modes:
+            if mode in c.frames:
+                for p in phases(c.traffic, mode, c.frames[mode]):
+                    want.setdefault(c.threads, set()).add(grid_bytes(p.working_set))
+    for t, sizes_set in sorted(want.items()):
+        sizes = sorted(sizes_set)
+        lines = run_probe(roof.exe, t, roof.reps, read=sizes)
+        got = [d for d in lines if d["kind"] == "read"]
+        roof.at[t] = {}
+        for s, d in zip(sizes, got, strict=True):
+            d["probe"] = "working_set"
+            d["requested_bytes"] = s
+            roof.at[t][s] = float(d["gbs"])
+        roof.raw += lines
+        log(f"roofline t={t}: read bandwidth at {len(sizes)} working sets of the cases")
 
 
 # ----------------------------------------------------------------------------- reporting
 
 
-def machine_info() -> dict[str, Any]:
-    model = platform.processor() or platform.machine()
+def lscpu() -> dict[str, str]:
+    """``lscpu``'s "key: value" lines (empty where lscpu is missing)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+        env = {**os.environ, "LC_ALL": "C"}
+        p = subprocess.run(["lscpu"], capture_output=True, text=True, check=False, env=env)
     except OSError:
-        pass
+        return {}
+    out: dict[str, str] = {}
+    for line in p.stdout.splitlines():
+        k, sep, v = line.partition(":")
+        if sep and k.strip() not in out:
+            out[k.strip()] = v.strip()
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model (lscpu's "Model name", else /proc/cpuinfo), cores, memory, load average."""
+    info = lscpu()
+    model = info.get("Model name", "")
+    if not model:
+        model = platform.processor() or platform.machine()
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+
+    def num(key: str) -> int | None:
+        try:
+            return int(info[key])
+        except (KeyError, ValueError):
+            return None
+
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    mem = 0
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return {
         "cpu": model,
+        "lscpu_model_name": info.get("Model name"),
+        "sockets": num("Socket(s)"),
+        "cores_per_socket": num("Core(s) per socket"),
+        "threads_per_core": num("Thread(s) per core"),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": affinity,
+        "hypervisor": info.get("Hypervisor vendor"),
+        "memory_gib": round(mem / 2**30, 1) if mem else None,
         "platform": platform.platform(),
         "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
@@ -989,45 +1402,85 @@ def fmt_g(v: float | None, digits: int = 2) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
+def fmt_size(n: float) -> str:
+    for unit, div in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= div:
+            return f"{n / div:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
 def gflops(nonzeros: int, us: float | None) -> float | None:
     return None if us is None else 2.0 * nonzeros / (us * 1e3)
 
 
-def fmt_pct(p: float | None, limit: str, always: bool = False) -> str:
-    """A % of roofline, with what made its bound (`limit`) when over 100 or `always`."""
-    if p is None:
-        return "n/a"
-    text = f"{p:.0f}"
-    return f"{text} ({limit})" if always or float(text) > 100.0 else text
+@dataclass(frozen=True)
+class RoofCols:
+    """The roofline numbers of one case and mode.
+
+    ``bound``: min(FMA peak, read bandwidth at the case's working sets x intensity), in GFLOP/s;
+    ``bw``: that bandwidth (offline: bytes / the sum over phases of bytes / bandwidth at the
+    phase's working set); ``working_set``/``level``: of the phase that reads the most bytes;
+    ``dram_*``: the same with the DRAM read stream for every byte.
+    """
+
+    bytes_per_frame: float
+    working_set: int
+    level: str
+    bw: float | None = None
+    bound: float | None = None
+    pct: float | None = None
+    limit: str = "n/a"
+    dram_bound: float | None = None
+    dram_pct: float | None = None
+    dram_limit: str = "n/a"
 
 
-def roofline_limits(roof: Roofline | None, c: Case, level: str) -> tuple[str, str]:
-    """What made the DRAM and the cache-aware bounds of roofline_cols: a level or FMA peak."""
+def roof_cols(roof: Roofline | None, c: Case, mode: str, us: float | None) -> RoofCols:
+    ph = phases(c.traffic, mode, c.frames.get(mode, 1))
+    nbytes = sum(p.bytes_per_frame for p in ph)
+    top = max(ph, key=lambda p: p.bytes_per_frame)
     if roof is None or c.threads not in roof.peak:
-        return "n/a", "n/a"
+        return RoofCols(nbytes, top.working_set, "n/a")
+    level = roof.level(c.threads, top.working_set)
     flops = 2.0 * c.nonzeros
-    return (
-        roof.limit(flops, c.bytes_per_frame, c.threads, "dram"),
-        roof.limit(flops, c.bytes_per_frame, c.threads, level),
+    peak = roof.peak[c.threads]
+    seconds = roof.memory_seconds(c.threads, ph)
+    memory = flops / seconds / 1e9
+    dram_memory = roof.dram[c.threads] * flops / max(1.0, nbytes)
+    real = gflops(c.nonzeros, us)
+    bound, dram_bound = min(peak, memory), min(peak, dram_memory)
+    return RoofCols(
+        nbytes,
+        top.working_set,
+        level,
+        bw=nbytes / seconds / 1e9,
+        bound=bound,
+        pct=None if real is None else 100.0 * real / bound,
+        limit="memory" if memory <= peak else "FMA peak",
+        dram_bound=dram_bound,
+        dram_pct=None if real is None else 100.0 * real / dram_bound,
+        dram_limit="memory" if dram_memory <= peak else "FMA peak",
     )
 
 
-def roofline_cols(
-    roof: Roofline | None, c: Case, us: float | None
-) -> tuple[float | None, float | None, str, float | None, float | None]:
-    """(DRAM bound, % of it, cache level, cache-aware bound, % of it) for one case.
+def fmt_pct_ws(r: RoofCols) -> str:
+    """% of the working-set roofline; "(FMA)" where the FMA peak made the bound, "!" over 100."""
+    if r.pct is None:
+        return "n/a"
+    text = f"{r.pct:.0f}"
+    if r.limit == "FMA peak":
+        text += " (FMA)"
+    return text + (" !" if float(f"{r.pct:.0f}") > 100 else "")
 
-    Bounds are GFLOP/s of the read-stream roofline: min(FMA peak, read bandwidth x intensity).
-    """
-    if roof is None or us is None or c.threads not in roof.peak:
-        return None, None, "n/a", None, None
-    flops = 2.0 * c.nonzeros
-    real = gflops(c.nonzeros, us)
-    assert real is not None
-    b_dram = roof.bound(flops, c.bytes_per_frame, c.threads, "dram")
-    level = roof.level_for(c.bytes_per_frame, c.threads)
-    b_cache = roof.bound(flops, c.bytes_per_frame, c.threads, level)
-    return b_dram, 100.0 * real / b_dram, level, b_cache, 100.0 * real / b_cache
+
+def fmt_pct_dram(r: RoofCols) -> str:
+    """% of the DRAM roofline; over 100 names the cache level that holds the working set."""
+    if r.dram_pct is None:
+        return "n/a"
+    text = f"{r.dram_pct:.0f}"
+    if r.dram_limit == "FMA peak":
+        return text + " (FMA)"
+    return text + (f" ({r.level})" if float(text) > 100 and r.level != "DRAM" else "")
 
 
 def find(cases: list[Case], engine: str, rate: float, threads: int) -> Case | None:
@@ -1041,12 +1494,51 @@ def med(c: Case | None, mode: str) -> float | None:
     return None if c is None else c.median(mode)
 
 
+def machine_lines(meta: dict[str, Any], roof: Roofline | None) -> list[str]:
+    """The table's machine description: lscpu model, cores, caches reported and measured."""
+    m = meta["machine"]
+    cores = ""
+    if m.get("sockets") and m.get("cores_per_socket"):
+        cores = (
+            f"{m['sockets']} socket(s) x {m['cores_per_socket']} core(s) x "
+            f"{m.get('threads_per_core') or 1} thread(s) = "
+        )
+    load_end = meta.get("loadavg_end") or []
+    vm = f", {m['hypervisor']} VM" if m.get("hypervisor") else ""
+    out = [
+        f"* Machine: {m['cpu']} (lscpu model name), {cores}{m['logical_cpus']} logical CPUs "
+        f"({m['usable_cpus']} usable){vm}, {m.get('memory_gib') or '?'} GiB RAM; {m['platform']}",
+        f"* Load average (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in m['loadavg_start'] or [])}"
+        f" before the run, {', '.join(f'{x:.2f}' for x in load_end)} after the timings",
+    ]
+    rep = cache_sizes() if roof is None else roof.caches.reported
+    if roof is None:
+        out.append(
+            f"* Caches (sysfs, not checked: no roofline probe): L2 {fmt_size(rep.l2_per_core)}"
+            f"/core, L3 {fmt_size(rep.l3)}"
+        )
+        return out
+    c = roof.caches
+
+    def opt(n: int | None, per: str = "") -> str:
+        return "none seen" if n is None else fmt_size(n) + per
+
+    out.append(
+        f"* Caches: sysfs reports L2 {fmt_size(rep.l2_per_core)}/core, L3 {fmt_size(rep.l3)}; "
+        f"measured (knees of the {roof.sweep_threads}-thread read sweep, to a power of 2): L2 "
+        f"{opt(c.measured_l2, '/core')}, L3 {opt(c.measured_l3)}; used: L2 {fmt_size(c.l2)}/core, "
+        f"L3 {fmt_size(c.l3)} ({c.l3_source})" + (f". **{c.note}.**" if c.note else "")
+    )
+    return out
+
+
 def render_table(
     cases: list[Case],
     splits: list[Split],
     roof: Roofline | None,
     args: argparse.Namespace,
     meta: dict[str, Any],
+    contention: str | None = None,
 ) -> str:
     dims = meta["model"]
     out: list[str] = []
@@ -1056,15 +1548,9 @@ def render_table(
     if args.smoke:
         w("**Smoke run: tiny model, few frames. The numbers only check the plumbing.**")
         w("")
-    m, v = meta["machine"], meta["versions"]
+    v = meta["versions"]
     w(f"* Date: {meta['date']}")
-    w(
-        f"* Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs ({m['usable_cpus']} usable), "
-        f"L2 {roof.l2_bytes // 1024 if roof else '?'} KiB/core, "
-        f"L3 {roof.l3_bytes // 1024 if roof else '?'} KiB; {m['platform']}; load average "
-        f"{', '.join(f'{x:.2f}' for x in (m['loadavg_start'] or []))} at start, "
-        f"{', '.join(f'{x:.2f}' for x in (meta.get('loadavg_end') or []))} at end"
-    )
+    out.extend(machine_lines(meta, roof))
     w(
         f"* Versions: python {v['python']}, numpy {v['numpy']}, torch {v['torch']}, "
         f"onnxruntime {v['onnxruntime']}, onnx {v['onnx']}, scipy {v['scipy']}, "
@@ -1085,16 +1571,15 @@ def render_table(
     if roof is not None:
         parts = []
         for t in sorted(roof.peak):
-            bws = ", ".join(f"{k} {val:.1f}" for k, val in roof.bw[t].items())
-            tri = ", ".join(f"{k} {val:.1f}" for k, val in roof.triad[t].items())
+            sw = ", ".join(f"{fmt_size(s)} {g:.0f}" for s, g in roof.sweep[t])
             parts.append(
-                f"{t} thread(s): read {bws} GB/s, FMA peak {roof.peak[t]:.1f} GFLOP/s "
-                f"({roof.peak_isa[t]}); triad {tri} GB/s"
+                f"{t} thread(s): FMA peak {roof.peak[t]:.1f} GFLOP/s ({roof.peak_isa[t]}); "
+                f"DRAM read {roof.dram[t]:.1f} GB/s (triad {roof.triad[t]:.1f}); read sweep "
+                f"{sw} GB/s"
             )
         w(
-            f"* Roofline probe ({roof.compiler or 'c++'}, -O3 -march=native): "
-            + "; ".join(parts)
-            + ". The read stream is the memory roof; the triad is for reference only."
+            f"* Roofline probe ({roof.compiler or 'c++'}, -O3 -march=native, best of "
+            f"{roof.reps}; DRAM working set {fmt_size(roof.dram_bytes)}): " + "; ".join(parts)
         )
     else:
         w("* Roofline probe: not run (n/a)")
@@ -1122,13 +1607,19 @@ def render_table(
     )
     w("")
     w(
-        "% read-stream roofline: bound = min(FMA peak, read-stream bandwidth x intensity), "
-        "intensity = 2 x nonzeros / bytes of weights + indices read per frame (the kernels only "
-        "read their weights, so the read stream, not the triad, is the memory roof). The DRAM "
-        "column uses the DRAM read stream; the cache column the read stream of the smallest "
-        "level holding the weights, named in parentheses. A % over 100 names the level whose "
-        "bandwidth made its bound: the weights came from a faster level, or (offline) the "
-        "batched input projections read W_ih and W_out less than once per frame."
+        "Roofline: bound = min(FMA peak, read bandwidth at the case's working set x "
+        "intensity), intensity = 2 x nonzeros / bytes the kernels actually read per frame. "
+        "Bytes: rtmobile's own count (`Session.info['matrices'][i]['read_bytes']`: values "
+        "including the zero rows padding each piece to 16-row panels, plus its index arrays); "
+        "CSR: values + column indices + row pointers; dense: 4 bytes a weight. Streaming reads "
+        "every matrix every frame (working set: the whole model). Offline reads each W_hh every "
+        "frame (working set: that matrix) but W_ih and W_out batched: rtmobile once per "
+        "`frame_tile` frames, the peers once per call (one GEMM/SpMM over all T frames); the "
+        "memory time is the sum over these phases of bytes / read bandwidth at the phase's "
+        'working set, each measured by the probe. "% roofline" uses that bound ((FMA): the '
+        "peak made it; `!`: over 100, which would mean a byte count or a probe is wrong); "
+        '"% DRAM roofline" reads every byte at the DRAM read stream (over 100 names the '
+        "cache level that holds the working set)."
     )
     w("")
     paper = args.model == "paper"
@@ -1152,10 +1643,9 @@ def render_table(
             head = (
                 "| rate | GOP | rtmobile fp32 us | rtmobile fp16 us | scipy CSR us | torch CSR us "
                 "| GOP/s | eff. GOP/s | x torch dense | x ORT dense | x scipy CSR | x torch CSR "
-                "| x rtmobile dense | % DRAM read-stream roofline "
-                "| % cache read-stream roofline |"
+                "| x rtmobile dense | MB read/frame | % roofline | % DRAM roofline |"
             )
-            sep = "|--:" * 15 + "|"
+            sep = "|--:" * 16 + "|"
             if paper:
                 head += " paper CPU us | paper x dense |"
                 sep += "--:|--:|"
@@ -1170,17 +1660,21 @@ def render_table(
                 tc = med(find(cases, "torch-csr", r, t), mode)
                 real = gflops(s.nonzeros, us)
                 eff = gflops(s.dense, us)
-                if c is not None:
-                    _, p_dram, level, _, p_cache = roofline_cols(roof, c, us)
-                    lim_dram, lim_cache = roofline_limits(roof, c, level)
+                if c is not None and us is not None:
+                    rc = roof_cols(roof, c, mode, us)
+                    mb, p_ws, p_dram = (
+                        f"{rc.bytes_per_frame / 1e6:.3f}",
+                        fmt_pct_ws(rc),
+                        (fmt_pct_dram(rc)),
+                    )
                 else:
-                    p_dram, p_cache, lim_dram, lim_cache = None, None, "n/a", "n/a"
+                    mb, p_ws, p_dram = "n/a", "n/a", "n/a"
                 row = (
                     f"| {r:g}x | {2 * s.nonzeros / 1e9:.6f} | {fmt_us(us)} | {fmt_us(f16)} "
                     f"| {fmt_us(sc)} | {fmt_us(tc)} | {fmt_g(real)} | {fmt_g(eff)} "
                     f"| {fmt_x(med(td, mode), us)} | {fmt_x(med(od, mode), us)} "
                     f"| {fmt_x(sc, us)} | {fmt_x(tc, us)} | {fmt_x(med(rd, mode), us)} "
-                    f"| {fmt_pct(p_dram, lim_dram)} | {fmt_pct(p_cache, lim_cache, always=True)} |"
+                    f"| {mb} | {p_ws} | {p_dram} |"
                 )
                 if paper:
                     p = PAPER_TABLE2_CPU.get(r)
@@ -1191,40 +1685,57 @@ def render_table(
                     )
                 w(row)
             w("")
-    w("## All engines: read-stream roofline")
+    w("## All engines: roofline at each case's working set")
     w("")
     w(
-        "Bytes = weights + indices read per frame (BSPC: values + u32 row/column indices; CSR: "
-        "values + indices + row pointers; dense: 4 bytes a weight). Intensity = 2 x nonzeros / "
-        "bytes. Bound = min(FMA peak, read-stream bandwidth x intensity), of DRAM and of the "
-        "cache level holding the weights. A % over 100 names the level whose read bandwidth "
-        "made its bound (FMA peak where the peak did)."
+        "Bytes read per frame as above (rtmobile: its sessions' `read_bytes`, per dtype and "
+        "thread partition). Working set: of the phase that reads the most bytes (streaming: "
+        "the whole model; offline: usually a W_hh), with the cache level that holds it by the "
+        "sizes used; read GB/s: the probe's read stream there (offline: over all phases, "
+        "time-weighted). Bound = min(FMA peak, read GB/s x flop/B); DRAM bound the same at the "
+        "DRAM read stream."
     )
     w("")
     w(
         "| mode | threads | engine | rate | frames | us/frame (median) | min - max | GOP/s "
-        "| eff. GOP/s | MB/frame | flop/B | DRAM read bound GOP/s | % | cache level "
-        "| cache read bound GOP/s | % |"
+        "| eff. GOP/s | MB read/frame | flop/B | working set (level) | read GB/s at working set "
+        "| bound GOP/s | % roofline | DRAM bound GOP/s | % DRAM roofline |"
     )
-    w("|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|")
+    w("|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|")
+    over: list[str] = []
     for mode in args.modes:
         for t in args.threads:
             for c in cases:
                 if c.threads != t or not c.samples[mode]:
                     continue
                 us = c.median(mode)
-                b_dram, p_dram, level, b_cache, p_cache = roofline_cols(roof, c, us)
-                lim_dram, lim_cache = roofline_limits(roof, c, level)
+                rc = roof_cols(roof, c, mode, us)
+                if rc.pct is not None and float(f"{rc.pct:.0f}") > 100:
+                    over.append(f"{c.key} {mode} ({rc.pct:.0f}%)")
                 w(
                     f"| {mode} | {t} | {LABEL[c.engine]} | {c.rate:g}x | {c.frames[mode]} "
                     f"| {fmt_us(us)} | {fmt_us(min(c.samples[mode]))} - "
                     f"{fmt_us(max(c.samples[mode]))} | {fmt_g(gflops(c.nonzeros, us))} "
-                    f"| {fmt_g(gflops(c.dense_params, us))} | {c.bytes_per_frame / 1e6:.3f} "
-                    f"| {2 * c.nonzeros / c.bytes_per_frame:.3f} | {fmt_g(b_dram)} "
-                    f"| {fmt_pct(p_dram, lim_dram)} | {level} | {fmt_g(b_cache)} "
-                    f"| {fmt_pct(p_cache, lim_cache)} |"
+                    f"| {fmt_g(gflops(c.dense_params, us))} | {rc.bytes_per_frame / 1e6:.3f} "
+                    f"| {2 * c.nonzeros / rc.bytes_per_frame:.3f} "
+                    f"| {fmt_size(rc.working_set)} ({rc.level}) | {fmt_g(rc.bw, 1)} "
+                    f"| {fmt_g(rc.bound)} | {fmt_pct_ws(rc)} | {fmt_g(rc.dram_bound)} "
+                    f"| {fmt_pct_dram(rc)} |"
                 )
     w("")
+    if roof is not None:
+        w(
+            f"Cases over 100% of their roofline: {len(over)}"
+            + (
+                f" ({', '.join(over)}): their bytes or bandwidth are not what the kernels see."
+                if over
+                else "."
+            )
+        )
+        w("")
+    if contention is not None:
+        out.append(contention.rstrip("\n"))
+        w("")
     return "\n".join(out)
 
 
@@ -1298,7 +1809,7 @@ def summary_rows(cases: list[Case], roof: Roofline | None) -> list[dict[str, Any
             if not c.samples[mode]:
                 continue
             us = c.median(mode)
-            b_dram, p_dram, level, b_cache, p_cache = roofline_cols(roof, c, us)
+            rc = roof_cols(roof, c, mode, us)
             rows.append(
                 {
                     "case": c.key,
@@ -1311,14 +1822,79 @@ def summary_rows(cases: list[Case], roof: Roofline | None) -> list[dict[str, Any
                     "median_us_per_frame": us,
                     "gops": gflops(c.nonzeros, us),
                     "effective_gops": gflops(c.dense_params, us),
-                    "roofline_dram_gops": b_dram,
-                    "pct_roofline_dram": p_dram,
-                    "cache_level": level,
-                    "roofline_cache_gops": b_cache,
-                    "pct_roofline_cache": p_cache,
+                    "bytes_per_frame": rc.bytes_per_frame,
+                    "flop_per_byte": 2 * c.nonzeros / rc.bytes_per_frame,
+                    "working_set_bytes": rc.working_set,
+                    "cache_level": rc.level,
+                    "read_gbs_at_working_set": rc.bw,
+                    "roofline_gops": rc.bound,
+                    "pct_roofline": rc.pct,
+                    "roofline_limit": rc.limit,
+                    "roofline_dram_gops": rc.dram_bound,
+                    "pct_roofline_dram": rc.dram_pct,
+                    "roofline_dram_limit": rc.dram_limit,
                 }
             )
     return rows
+
+
+def roofline_json(roof: Roofline) -> dict[str, Any]:
+    c = roof.caches
+    return {
+        "memory_roof": "read stream at each working set",
+        "peak_gflops": roof.peak,
+        "peak_isa": roof.peak_isa,
+        "caches": {
+            "reported_l2_per_core_bytes": c.reported.l2_per_core,
+            "reported_l3_bytes": c.reported.l3,
+            "measured_l2_per_core_bytes": c.measured_l2,
+            "measured_l3_bytes": c.measured_l3,
+            "l2_per_core_bytes": c.l2,
+            "l3_bytes": c.l3,
+            "l3_source": c.l3_source,
+            "note": c.note,
+            "knees_bytes": list(c.knees),
+            "sweep_threads": roof.sweep_threads,
+        },
+        "sweep_gbs": {t: [[s, g] for s, g in pts] for t, pts in roof.sweep.items()},
+        "dram_bytes": roof.dram_bytes,
+        "dram_read_gbs": roof.dram,
+        "dram_triad_gbs": roof.triad,
+        "working_set_gbs": {t: {str(s): g for s, g in d.items()} for t, d in roof.at.items()},
+        "reps": roof.reps,
+        "compiler": roof.compiler,
+        "raw": roof.raw,
+    }
+
+
+def run_contention(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[str, Any]:
+    """bench_contention.py's benchmark at this run's thread counts (its own defaults otherwise;
+    --smoke passed on): its table, heading demoted to a section, and its results."""
+    if str(BENCH_DIR) not in sys.path:
+        sys.path.insert(0, str(BENCH_DIR))
+    import bench_contention
+
+    with tempfile.TemporaryDirectory(prefix="bench_gru_contention_") as tmp:
+        argv = ["--threads", *map(str, args.threads), "--out", tmp]
+        if args.smoke:
+            argv.insert(0, "--smoke")
+        log(f"contention: python bench/bench_contention.py {shlex.join(argv[:-2])}")
+        with contextlib.redirect_stdout(io.StringIO()):  # its table goes into ours
+            bench_contention.main(argv)
+        md = (Path(tmp) / "contention.md").read_text()
+        data = json.loads((Path(tmp) / "contention.json").read_text())
+        # The temporary folder is no part of the command to rerun.
+        md = md.replace(f" --out {shlex.quote(tmp)}", "")
+        data["meta"]["command"] = data["meta"]["command"].replace(f" --out {shlex.quote(tmp)}", "")
+    head = "# Streaming under contention"
+    if md.startswith(head):
+        md = "#" + md
+    md = md.replace(
+        "Command: `python bench/bench_contention.py",
+        "Command (run by bench_gru.py): `python bench/bench_contention.py",
+        1,
+    )
+    return md, data
 
 
 # ----------------------------------------------------------------------------- main
@@ -1332,7 +1908,7 @@ RUN_DEFAULTS: dict[str, tuple[Any, Any]] = {
     "offline_frames": (1000, 48),
     "warmup_frames": (20, 2),
     "max_sample_seconds": (3.0, 0.5),
-    "triad_mb": (64.0, 4.0),
+    "dram_mb": (512.0, 64.0),
     "roofline_reps": (10, 2),
     "fma_ms": (200.0, 20.0),
 }
@@ -1461,17 +2037,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "bench/build/roofline-<hash of this CPU's model and flags>)",
     )
     p.add_argument(
-        "--triad-mb",
+        "--dram-mb",
         type=float,
         default=None,
-        help="MB per triad array for the DRAM bandwidth, three arrays; the read stream "
-        f"reads one array of the same 3 x MB {dflt('triad_mb')}",
+        help="least working set (MiB) of the DRAM read stream and triad; it is also at least "
+        "4 x the L3 in use (after the sanity check) and 4 x the L2s of the threads "
+        f"{dflt('dram_mb')}",
+    )
+    p.add_argument(
+        "--sweep-max-mb",
+        type=float,
+        default=None,
+        help="largest working set (MiB, rounded up to a power of 2) of the read-bandwidth "
+        "sweep that checks the cache sizes (powers of 2 from 64 KiB; default max(4 x the L3 "
+        "sysfs reports, 1024), with --smoke max(4 x L3, 64) up to 1024; never more than a "
+        "quarter of the free memory)",
+    )
+    p.add_argument(
+        "--contention",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run bench/bench_contention.py (streaming quiet vs beside a CPU hog) at "
+        "these --threads and add its table to table2.md and results.json (default on; off "
+        "with --smoke unless given)",
     )
     p.add_argument(
         "--roofline-reps",
         type=int,
         default=None,
-        help=f"best-of repeats of the read, triad and FMA timings {dflt('roofline_reps')}",
+        help=f"best-of repeats of every read, triad and FMA timing {dflt('roofline_reps')}",
     )
     p.add_argument(
         "--fma-ms",
@@ -1497,8 +2091,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--threads must be >= 1")
     if any(not r >= 1 for r in args.rates):
         p.error("--rates must be >= 1")
-    if not (args.max_sample_seconds > 0 and args.triad_mb > 0 and args.fma_ms > 0):
-        p.error("--max-sample-seconds, --triad-mb and --fma-ms must be > 0")
+    if not (args.max_sample_seconds > 0 and args.dram_mb > 0 and args.fma_ms > 0):
+        p.error("--max-sample-seconds, --dram-mb and --fma-ms must be > 0")
+    if args.sweep_max_mb is not None and not args.sweep_max_mb >= 1:
+        p.error("--sweep-max-mb must be >= 1")
+    if args.contention is None:
+        args.contention = not args.smoke
     args.rates = sorted(set(args.rates))
     args.threads = list(dict.fromkeys(args.threads))
     args.modes = list(dict.fromkeys(args.modes))
@@ -1548,7 +2146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for t in args.threads:
             if "torch" in args.engines:
                 cases.append(
-                    Case("torch", 1.0, t, dense, dense, 4 * dense, TorchDenseEngine(model))
+                    Case(
+                        "torch", 1.0, t, dense, dense, dense_traffic(model), TorchDenseEngine(model)
+                    )
                 )
             if "onnxruntime" in args.engines:
                 cases.append(
@@ -1558,7 +2158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         t,
                         dense,
                         dense,
-                        4 * dense,
+                        dense_traffic(model),
                         OrtEngine(onnx_bytes, model, t),
                     )
                 )
@@ -1576,14 +2176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             dtypes.append(("rtmobile-fp16", "f16"))
         for eng, dtype in dtypes:
             data, stats = encode(model, w, masks, dtype)
-            nbytes = bspc_bytes_per_frame(stats)
             if int(stats["nonzero_weights"]) != split.nonzeros:
                 raise fail(
                     f"BSPC at {rate:g}x holds {stats['nonzero_weights']} nonzeros, "
                     f"the masks {split.nonzeros}"
                 )
             for t in args.threads:
-                cases.append(Case(eng, rate, t, split.nonzeros, dense, nbytes, RtmEngine(data, t)))
+                rtm = RtmEngine(data, t)
+                cases.append(Case(eng, rate, t, split.nonzeros, dense, rtm_traffic(rtm), rtm))
         for eng, cls in (("scipy-csr", ScipyCsrEngine), ("torch-csr", TorchCsrEngine)):
             if eng not in args.engines:
                 continue
@@ -1594,7 +2194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"the masks {split.nonzeros}"
                 )
             for t in args.threads:
-                cases.append(Case(eng, rate, t, split.nonzeros, dense, impl.bytes_per_frame, impl))
+                cases.append(Case(eng, rate, t, split.nonzeros, dense, impl.traffic, impl))
         del w, masks
     if not cases:
         raise fail("no engine selected")
@@ -1609,9 +2209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     measure(cases, args, x, log)
     meta["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     meta["verify_max_abs_diff"] = errs
+    probe_working_sets(roof, cases, args.modes, log)
+    contention_md, contention = run_contention(args, log) if args.contention else (None, None)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    table = render_table(cases, splits, roof, args, meta)
+    table = render_table(cases, splits, roof, args, meta, contention_md)
     (args.out / "table2.md").write_text(table)
     plot(cases, args, args.out / "fig4.png")
     results = {
@@ -1624,19 +2226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{r:g}": {"gop": g, "us_per_frame": us, "gops": gs}
             for r, (g, us, gs) in PAPER_TABLE2_CPU.items()
         },
-        "roofline": None
-        if roof is None
-        else {
-            "peak_gflops": roof.peak,
-            "peak_isa": roof.peak_isa,
-            "memory_roof": "read",
-            "bandwidth_gbs": roof.bw,
-            "triad_gbs": roof.triad,
-            "l2_bytes": roof.l2_bytes,
-            "l3_bytes": roof.l3_bytes,
-            "compiler": roof.compiler,
-            "raw": roof.raw,
-        },
+        "roofline": None if roof is None else roofline_json(roof),
         "cases": [
             {
                 "case": c.key,
@@ -1646,14 +2236,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "threads": c.threads,
                 "nonzeros": c.nonzeros,
                 "dense_params": c.dense_params,
-                "bytes_per_frame": c.bytes_per_frame,
+                "bytes_per_frame": {
+                    mode: bytes_per_frame(c.traffic, mode, n) for mode, n in c.frames.items()
+                },
+                "bytes_source": c.traffic.source,
+                "matrix_read_bytes": c.traffic.matrix_bytes,
+                "phases": {
+                    mode: [vars(p) for p in phases(c.traffic, mode, n)]
+                    for mode, n in c.frames.items()
+                },
                 "engine_info": getattr(c.impl, "info", None),
+                "matrices": getattr(c.impl, "matrices", None),
                 "frames": c.frames,
                 "samples_us_per_frame": c.samples,
             }
             for c in cases
         ],
         "summary": summary_rows(cases, roof),
+        "contention": contention,
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print(table)

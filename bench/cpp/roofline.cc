@@ -1,30 +1,36 @@
-// Roofline probe for bench/bench_gru.py: this machine's memory bandwidth (a read-only stream,
-// and a STREAM-like triad for reference) and single-precision FMA peak, each with 1..N threads.
-// Python cannot measure either honestly (interpreter overhead, no control over vector width),
-// so this is a tiny C++ program built with -O3 -march=native.
+// Roofline probe for bench/bench_gru.py: this machine's read bandwidth at any working set (a
+// read-only stream), a STREAM-like triad for reference, and the single-precision FMA peak, each
+// with 1..N threads. Python cannot measure either honestly (interpreter overhead, no control
+// over vector width), so this is a tiny C++ program built with -O3 -march=native.
 //
-//   roofline --threads 1,2 --dram-mb 64 --cache-kb 1024,16384 --reps 10 --fma-ms 200
+//   roofline --threads 1,2 --read-bytes 65536,131072,1073741824
+//            --triad-bytes 1073741824 --reps 10 --fma-ms 200   (one line)
 //
-// Output: one JSON object per line on stdout.
-//   {"kind":"triad","level":"dram"|"<kb>kb","threads":T,"working_set_bytes":..,
+// Output: one JSON object per line on stdout, in the order of the options' lists, per thread
+// count.
+//   {"kind":"read","threads":T,"working_set_bytes":..,"isa":"avx512"|"avx2"|"scalar",
 //    "gbs":best,"samples_gbs":[..]}
-//   {"kind":"read","level":"dram"|"<kb>kb","threads":T,"working_set_bytes":..,
-//    "isa":"avx512"|"avx2"|"scalar","gbs":best,"samples_gbs":[..]}
+//   {"kind":"triad","threads":T,"working_set_bytes":..,"gbs":best,"samples_gbs":[..]}
 //   {"kind":"fma","isa":"avx512"|"avx2"|"scalar","threads":T,"gflops":best,"samples_gflops":[..]}
 //
-// Triad: a[i] = b[i] + s * c[i] over doubles; bytes counted as STREAM does (2 reads + 1 write
-// per element, no write-allocate traffic). "dram" uses three arrays of --dram-mb MB each (keep
-// them well beyond the last-level cache); each --cache-kb value is a total working set (all
-// three arrays, all threads) for a cache-resident bandwidth, swept many passes per timing.
-// Read: the sum of one array of doubles holding the same working set as the triad at each level
-// (3 x --dram-mb MB for "dram"), read as 4 concurrent streams per thread with independent vector
-// accumulators so that the loads, not the add latency, limit it. A GEMV only reads its weights;
-// a pure read stream has no stores to share the bus with and none of the write-allocate reads
-// the triad does not count, so it runs at or above the triad, and the triad is no bound for a
-// GEMV: bench_gru.py takes the read bandwidth as the memory roof.
+// Read: the sum of one array of doubles of --read-bytes bytes (each value a total over all
+// threads, every thread reading its own slice), read as 4 concurrent streams per thread with
+// independent vector accumulators so that the loads, not the add latency, limit it (at least
+// 8 KiB per thread, whatever is asked; the line says what was read). Each timing reads the array
+// many times over when it fits a cache, so a value is the bandwidth of whatever level holds that
+// working set: bench_gru.py sweeps powers of two (to find where the bandwidth drops, i.e.
+// the cache sizes this machine really has) and then measures each model's own working set. A
+// GEMV only reads its weights; a pure read stream has no stores to share the bus with and none of
+// the write-allocate reads the triad does not count, so it runs at or above the triad, and the
+// triad is no bound for a GEMV: bench_gru.py takes the read bandwidth as the memory roof.
+// Triad: a[i] = b[i] + s * c[i] over doubles, three arrays of a third of --triad-bytes each;
+// bytes counted as STREAM does (2 reads + 1 write per element, no write-allocate traffic).
 // FMA: independent accumulator chains (enough to cover FMA latency x throughput) of the widest
-// vectors the build targets; flops = 2 x lanes x chains x iterations per thread.
-// Every timing is the best of --reps; worker 0 is the main thread, so T threads use T cores.
+// vectors the build targets; flops = 2 x lanes x chains x iterations per thread. --fma-ms 0
+// skips it.
+// Every timing is the best of --reps after one warm-up timing; worker 0 is the main thread, so T
+// threads use T cores. Each working set is allocated and first-touched (by the thread that reads
+// it) once, before its timings.
 
 #include <immintrin.h>
 
@@ -45,21 +51,25 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   std::vector<int> threads{1, 2};
-  double dram_mb = 64.0;
-  std::vector<double> cache_kb;
+  std::vector<double> read_bytes;
+  std::vector<double> triad_bytes;
   int reps = 10;
   double fma_ms = 200.0;
 };
 
+// Bytes moved per timing: enough that a timing lasts milliseconds even at cache bandwidth
+// (2 ms at 200 GB/s, 20 ms at 20 GB/s), at least one pass.
+constexpr double kBytesPerTiming = 4e8;
+
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
-               "error: %s\nusage: roofline [--threads 1,2] [--dram-mb 64] [--cache-kb 1024,16384]"
-               " [--reps 10] [--fma-ms 200]\n",
+               "error: %s\nusage: roofline [--threads 1,2] [--read-bytes B,B,..]"
+               " [--triad-bytes B,..] [--reps 10] [--fma-ms 200]\n",
                msg);
   std::exit(2);
 }
 
-std::vector<double> parse_list(const char* s) {
+std::vector<double> parse_list(const char* s, bool allow_zero = false) {
   std::vector<double> out;
   std::string item;
   for (const char* p = s;; ++p) {
@@ -67,7 +77,8 @@ std::vector<double> parse_list(const char* s) {
       if (item.empty()) usage("empty list item");
       char* end = nullptr;
       double v = std::strtod(item.c_str(), &end);
-      if (*end != '\0' || !(v > 0)) usage("list items must be positive numbers");
+      if (*end != '\0' || !(v > 0 || (allow_zero && v == 0)))
+        usage("list items must be positive numbers");
       out.push_back(v);
       item.clear();
       if (*p == '\0') break;
@@ -87,14 +98,14 @@ Options parse(int argc, char** argv) {
     if (a == "--threads") {
       o.threads.clear();
       for (double t : parse_list(v)) o.threads.push_back(static_cast<int>(t));
-    } else if (a == "--dram-mb") {
-      o.dram_mb = parse_list(v).at(0);
-    } else if (a == "--cache-kb") {
-      o.cache_kb = parse_list(v);
+    } else if (a == "--read-bytes") {
+      o.read_bytes = parse_list(v);
+    } else if (a == "--triad-bytes") {
+      o.triad_bytes = parse_list(v);
     } else if (a == "--reps") {
       o.reps = std::max(1, static_cast<int>(parse_list(v).at(0)));
     } else if (a == "--fma-ms") {
-      o.fma_ms = parse_list(v).at(0);
+      o.fma_ms = parse_list(v, true).at(0);
     } else {
       usage(("unknown option " + a).c_str());
     }
@@ -156,8 +167,7 @@ std::vector<double> triad(size_t n, int threads, int reps, double& checksum) {
     }
   });
   const double bytes_per_pass = 3.0 * sizeof(double) * static_cast<double>(n);
-  // Enough passes that one timing lasts about 20 ms even when the arrays sit in a cache.
-  int passes = std::max(1, static_cast<int>(20e-3 * 5e9 / bytes_per_pass));
+  const int passes = std::max(1, static_cast<int>(kBytesPerTiming / bytes_per_pass));
   std::vector<double> out;
   for (int r = 0; r < reps + 1; ++r) {  // the first timing is a warm-up
     const double s = 1.0 + 1e-9 * r;
@@ -192,6 +202,7 @@ template <typename V, int Lanes, int Chains, int Streams, V (*Zero)(), V (*Load)
           V (*Add)(V, V)>
 double sum_streams(const double* p, size_t n) {
   static_assert(Chains % Streams == 0, "every stream gets the same number of accumulators");
+  static_assert((Chains & (Chains - 1)) == 0, "the reduction tree halves the accumulators");
   constexpr int per = Chains / Streams;
   constexpr size_t step = static_cast<size_t>(Lanes) * per;  // doubles per stream per iteration
   // Stream starts on whole steps and whole cache lines (8 doubles): no split loads.
@@ -207,8 +218,12 @@ double sum_streams(const double* p, size_t n) {
         acc[s * per + k] = Add(acc[s * per + k], Load(p + s * m + i + k * Lanes));
     }
   }
-  alignas(64) double v[Chains * Lanes];
-  std::memcpy(v, acc, sizeof acc);
+  // Reduce the accumulators as a tree of vector adds, then the lanes: a pass over a small
+  // (L1/L2) working set must not be dominated by a long chain of scalar adds.
+  for (int w = Chains / 2; w >= 1; w /= 2)
+    for (int k = 0; k < w; ++k) acc[k] = Add(acc[k], acc[k + w]);
+  alignas(64) double v[Lanes];
+  std::memcpy(v, &acc[0], sizeof v);
   double r = 0;
   for (double d : v) r += d;
   for (size_t i = Streams * m; i < n; ++i) r += p[i];
@@ -262,8 +277,7 @@ std::vector<double> read_stream(size_t n, int threads, int reps, double& checksu
   });
   const ReadKernel k = read_kernel();
   const double bytes_per_pass = sizeof(double) * static_cast<double>(n);
-  // Enough passes that one timing lasts about 20 ms even when the array sits in a cache.
-  int passes = std::max(1, static_cast<int>(20e-3 * 5e9 / bytes_per_pass));
+  const int passes = std::max(1, static_cast<int>(kBytesPerTiming / bytes_per_pass));
   std::vector<double> sink(static_cast<size_t>(threads));
   std::vector<double> out;
   for (int r = 0; r < reps + 1; ++r) {  // the first timing is a warm-up
@@ -373,38 +387,32 @@ int main(int argc, char** argv) {
   double checksum = 0;
   for (int t : o.threads) {
     if (t < 1 || t > 1024) usage("threads must be in [1, 1024]");
-    struct Level {
-      std::string name;
-      size_t n;
-    };
-    std::vector<Level> levels;
-    levels.push_back({"dram", static_cast<size_t>(o.dram_mb * 1024 * 1024 / sizeof(double))});
-    for (double kb : o.cache_kb) {
-      char name[32];
-      std::snprintf(name, sizeof name, "%gkb", kb);
-      levels.push_back({name, static_cast<size_t>(kb * 1024 / 3 / sizeof(double))});
-    }
-    for (const Level& lv : levels) {
-      size_t n = std::max<size_t>(lv.n, 64 * static_cast<size_t>(t));
-      std::vector<double> s = triad(n, t, o.reps, checksum);
+    // At least 8 KiB per thread (L1-resident anyway): each of a thread's 4 streams then covers
+    // whole vector steps, and the per-pass overhead stays small against the pass.
+    const size_t min_n = 1024 * static_cast<size_t>(t);
+    for (double bytes : o.read_bytes) {
+      const size_t n = std::max(min_n, static_cast<size_t>(bytes / sizeof(double)));
+      std::vector<double> rd = read_stream(n, t, o.reps, checksum);
       std::printf(
-          "{\"kind\":\"triad\",\"level\":\"%s\",\"threads\":%d,\"working_set_bytes\":%zu,"
+          "{\"kind\":\"read\",\"threads\":%d,\"working_set_bytes\":%zu,\"isa\":\"%s\","
           "\"gbs\":%.3f,\"samples_gbs\":",
-          lv.name.c_str(), t, 3 * n * sizeof(double), *std::max_element(s.begin(), s.end()));
-      print_samples(s);
-      std::printf("}\n");
-      std::fflush(stdout);
-      // The same working set as the triad's three arrays, in one array.
-      std::vector<double> rd = read_stream(3 * n, t, o.reps, checksum);
-      std::printf(
-          "{\"kind\":\"read\",\"level\":\"%s\",\"threads\":%d,\"working_set_bytes\":%zu,"
-          "\"isa\":\"%s\",\"gbs\":%.3f,\"samples_gbs\":",
-          lv.name.c_str(), t, 3 * n * sizeof(double), read_kernel().isa,
-          *std::max_element(rd.begin(), rd.end()));
+          t, n * sizeof(double), read_kernel().isa, *std::max_element(rd.begin(), rd.end()));
       print_samples(rd);
       std::printf("}\n");
       std::fflush(stdout);
     }
+    for (double bytes : o.triad_bytes) {
+      const size_t n = std::max(min_n, static_cast<size_t>(bytes / 3 / sizeof(double)));
+      std::vector<double> s = triad(n, t, o.reps, checksum);
+      std::printf(
+          "{\"kind\":\"triad\",\"threads\":%d,\"working_set_bytes\":%zu,\"gbs\":%.3f,"
+          "\"samples_gbs\":",
+          t, 3 * n * sizeof(double), *std::max_element(s.begin(), s.end()));
+      print_samples(s);
+      std::printf("}\n");
+      std::fflush(stdout);
+    }
+    if (o.fma_ms <= 0) continue;
     for (const FmaKernel& k : fma_kernels()) {
       if (std::strcmp(k.isa, "scalar") == 0 && fma_kernels().size() > 1) continue;
       std::vector<double> f = fma_peak(k, t, o.reps, o.fma_ms, checksum);

@@ -2,6 +2,7 @@
 // the activations against float64 over [-50, 50] plus the special values.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -14,6 +15,7 @@
 
 using rtmobile::KernelTable;
 using rtmobile::kPanelRows;
+using rtmobile::packed_rows;
 
 namespace {
 
@@ -76,56 +78,168 @@ TEST_CASE("every table built and runnable here is listed, best first, by its isa
   listed_if_supported(rtmobile::scalar_kernels());
 }
 
-// Sizes that reach every pass and tail of the SIMD tables (4/2/1 panels per GEMV pass, 8/4/2/1
-// frames per GEMM pass, f16 columns in pairs per cache line). Each output is one FMA chain over
-// the columns in order in every table, so they all equal scalar bit for bit.
-TEST_CASE("f32 and f16 GEMV/GEMM equal scalar bit for bit on awkward shapes") {
+TEST_CASE("panel split: 16-row panels, then an 8-row one; at most kMaxPadRows zero rows") {
+  CHECK(packed_rows(0) == 0 && packed_rows(1) == 8 && packed_rows(2) == 8);
+  CHECK(packed_rows(8) == 8 && packed_rows(9) == 16 && packed_rows(16) == 16);
+  CHECK(packed_rows(17) == 24 && packed_rows(24) == 24 && packed_rows(25) == 32);
+  CHECK(packed_rows(90) == 96);
+  size_t worst = 0;
+  for (size_t rows = 1; rows <= 300; ++rows) {
+    const rtmobile::PanelSplit s = rtmobile::panel_split(rows);
+    const size_t packed = packed_rows(rows);
+    CHECK(packed == s.full * kPanelRows + (s.tail8 ? rtmobile::kTailRows : 0));
+    CHECK(packed >= rows && packed - rows <= rtmobile::kMaxPadRows);
+    worst = std::max(worst, packed - rows);
+    // Every panel holds at least one real row: only the last one is padded.
+    const size_t last = s.tail8 ? rtmobile::kTailRows : kPanelRows;
+    CHECK(packed - last < rows);
+  }
+  CHECK(worst == rtmobile::kMaxPadRows);  // the memory plan's bound is tight
+}
+
+namespace {
+
+// Quantises to values f16 holds exactly (|v| <= 1, multiples of 2^-10), so the f16 and f32
+// kernels must give the same bits; returns the f16 encodings.
+std::vector<uint16_t> quantise_to_f16(std::vector<float>& w) {
+  std::vector<uint16_t> h(w.size());
+  for (size_t i = 0; i < w.size(); ++i) {
+    const float q = std::round(w[i] * 1024.0f) / 1024.0f;
+    uint16_t v = 0;
+    if (q != 0.0f) {
+      int e;
+      const float f = std::frexp(std::fabs(q), &e);
+      v = static_cast<uint16_t>((q < 0 ? 0x8000 : 0) | ((e - 1 + 15) << 10) |
+                                std::lround((f * 2 - 1) * 1024));
+    }
+    h[i] = v;
+    w[i] = rtmobile::half_to_float(v);
+  }
+  return h;
+}
+
+// W (rows x cols, row-major) in the panel layout of kernels.h, zero padded.
+template <typename T>
+std::vector<T> pack_panels(const std::vector<T>& w, size_t rows, size_t cols) {
+  const rtmobile::PanelSplit s = rtmobile::panel_split(rows);
+  std::vector<size_t> widths(s.full, kPanelRows);
+  if (s.tail8) widths.push_back(rtmobile::kTailRows);
+  std::vector<T> out;
+  size_t r0 = 0;
+  for (size_t width : widths) {
+    for (size_t k = 0; k < cols; ++k)
+      for (size_t r = 0; r < width; ++r)
+        out.push_back(r0 + r < rows ? w[(r0 + r) * cols + k] : T{0});
+    r0 += width;
+  }
+  CHECK(out.size() == rtmobile::packed_rows(rows) * cols);
+  return out;
+}
+
+// `count` distinct sorted values in [0, range), not all consecutive when count > 1 and the
+// range allows.
+std::vector<uint32_t> scattered(std::mt19937& rng, size_t count, size_t range) {
+  std::vector<uint32_t> all(range);
+  for (size_t i = 0; i < range; ++i) all[i] = static_cast<uint32_t>(i);
+  std::shuffle(all.begin(), all.end(), rng);
+  std::vector<uint32_t> v(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(count));
+  return v;
+}
+
+}  // namespace
+
+// Every table against the definition in kernels.h, computed here in the same order (zero, one
+// FMA per column in column order, one add into y): exact equality, for pieces of 1..81 rows
+// (every tail of 1..15 rows after 0..2 whole panels and some after 3..5: every pass of 4, 2, 1
+// 16-row panels and of the 8-row panel, each with a partial last panel), awkward column
+// counts, 1..9 and 15..17 frames, f32 and f16, kept columns in place or through an index list
+// (increasing, not consecutive), output rows consecutive or scattered (any order). Rows of y
+// outside the piece must keep their bits. So GEMV == GEMM frame for frame (streaming ==
+// offline), and every table == scalar.
+TEST_CASE("f32 and f16 GEMV/GEMM pieces equal the definition bit for bit, every table") {
   std::mt19937 rng(1);
-  const KernelTable& ref = rtmobile::scalar_kernels();
-  for (const KernelTable* k : tables()) {
-    std::printf("  %s\n", k->isa);
-    for (size_t panels : {1, 2, 3, 4, 5, 7, 11}) {
-      for (size_t cols : {1, 2, 3, 7, 8, 9, 16, 33}) {
-        for (size_t frames : {1, 2, 3, 4, 5, 6, 7, 8, 9, 15}) {
-          const size_t ldx = cols + 3, ld_acc = panels * kPanelRows + 5;
-          const auto w = random_floats(rng, panels * cols * kPanelRows);
-          std::vector<uint16_t> w16(w.size());
-          std::vector<float> w16f(w.size());
-          for (size_t i = 0; i < w.size(); ++i) {  // quantise to 10-bit mantissa values
-            const float q = std::round(w[i] * 1024.0f) / 1024.0f;
-            // exact f16 encoding of q (|q| <= 1, multiple of 2^-10)
-            uint16_t h = 0;
-            if (q != 0.0f) {
-              int e;
-              const float f = std::frexp(std::fabs(q), &e);
-              h = static_cast<uint16_t>((q < 0 ? 0x8000 : 0) | ((e - 1 + 15) << 10) |
-                                        std::lround((f * 2 - 1) * 1024));
-            }
-            w16[i] = h;
-            w16f[i] = rtmobile::half_to_float(h);
-          }
+  std::vector<size_t> row_counts;
+  for (size_t r = 1; r <= 36; ++r) row_counts.push_back(r);
+  for (size_t r : {47, 48, 49, 52, 60, 63, 64, 65, 68, 72, 76, 79, 80, 81}) row_counts.push_back(r);
+  const std::vector<size_t> col_counts = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 33};
+  const std::vector<size_t> frame_counts = {1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17};
+  const auto all = tables();
+  size_t combos = 0;
+  for (size_t rows : row_counts) {
+    for (size_t cols : col_counts) {
+      auto w = random_floats(rng, rows * cols);
+      const std::vector<uint16_t> w16 = quantise_to_f16(w);
+      const std::vector<float> pw = pack_panels(w, rows, cols);
+      const std::vector<uint16_t> pw16 = pack_panels(w16, rows, cols);
+      for (int layout = 0; layout < 4; ++layout) {
+        const bool idx_cols = layout & 1, idx_rows = layout & 2;
+        const size_t ldx = 2 * cols + 5;   // room for scattered columns
+        const size_t ldy = 2 * rows + 7;   // and rows, plus rows the piece must not touch
+        const size_t first_col = idx_cols ? 0 : 3, first_row = idx_rows ? 0 : 2;
+        std::vector<uint32_t> ci, ri;
+        if (idx_cols) {
+          ci = scattered(rng, cols, ldx);
+          std::sort(ci.begin(), ci.end());  // as in the format: strictly increasing
+        }
+        if (idx_rows) ri = scattered(rng, rows, ldy);  // any order (row permutation)
+        auto col_of = [&](size_t k) { return idx_cols ? ci[k] : first_col + k; };
+        auto row_of = [&](size_t r) { return idx_rows ? ri[r] : first_row + r; };
+        const uint32_t* cip = idx_cols ? ci.data() : nullptr;
+        const uint32_t* rip = idx_rows ? ri.data() : nullptr;
+        for (size_t frames : frame_counts) {
           const auto x = random_floats(rng, frames * ldx);
-          std::vector<float> got(frames * ld_acc, 0.0f), want(frames * ld_acc, 0.0f);
-          k->f32_gemm(w.data(), panels, cols, x.data(), ldx, frames, got.data(), ld_acc);
-          ref.f32_gemm(w.data(), panels, cols, x.data(), ldx, frames, want.data(), ld_acc);
+          const auto y0 = random_floats(rng, frames * ldy);
+          std::vector<float> want(y0);
           for (size_t t = 0; t < frames; ++t)
-            for (size_t r = 0; r < panels * kPanelRows; ++r)
-              CHECK(got[t * ld_acc + r] == want[t * ld_acc + r]);
-          k->f16_gemm(w16.data(), panels, cols, x.data(), ldx, frames, got.data(), ld_acc);
-          ref.f32_gemm(w16f.data(), panels, cols, x.data(), ldx, frames, want.data(), ld_acc);
-          for (size_t t = 0; t < frames; ++t)
-            for (size_t r = 0; r < panels * kPanelRows; ++r)
-              CHECK(got[t * ld_acc + r] == want[t * ld_acc + r]);
-          // GEMV equals the GEMM's first frame bit for bit (streaming == offline).
-          std::vector<float> gv(panels * kPanelRows);
-          k->f32_gemv(w.data(), panels, cols, x.data(), gv.data());
-          k->f32_gemm(w.data(), panels, cols, x.data(), ldx, frames, got.data(), ld_acc);
-          for (size_t r = 0; r < gv.size(); ++r) CHECK(gv[r] == got[r]);
-          k->f16_gemv(w16.data(), panels, cols, x.data(), gv.data());
-          k->f16_gemm(w16.data(), panels, cols, x.data(), ldx, frames, got.data(), ld_acc);
-          for (size_t r = 0; r < gv.size(); ++r) CHECK(gv[r] == got[r]);
+            for (size_t r = 0; r < rows; ++r) {
+              float sum = 0.0f;
+              for (size_t k = 0; k < cols; ++k)
+                sum = std::fma(w[r * cols + k], x[t * ldx + col_of(k)], sum);
+              float& dst = want[t * ldy + row_of(r)];
+              dst = dst + sum;
+            }
+          const float* xp = x.data() + first_col;
+          for (const KernelTable* k : all) {
+            for (int f16 = 0; f16 < 2; ++f16) {
+              std::vector<float> got(y0);
+              float* yp = got.data() + first_row;
+              if (f16 != 0)
+                k->f16_gemm(pw16.data(), rows, cols, cip, xp, ldx, frames, rip, yp, ldy);
+              else
+                k->f32_gemm(pw.data(), rows, cols, cip, xp, ldx, frames, rip, yp, ldy);
+              bool same = std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0;
+              if (frames == 1) {  // the GEMV too
+                std::vector<float> gv(y0);
+                if (f16 != 0)
+                  k->f16_gemv(pw16.data(), rows, cols, cip, xp, rip, gv.data() + first_row);
+                else
+                  k->f32_gemv(pw.data(), rows, cols, cip, xp, rip, gv.data() + first_row);
+                same = same && std::memcmp(gv.data(), want.data(), gv.size() * 4) == 0;
+              }
+              if (!same)
+                std::printf("  %s %s: rows %zu cols %zu frames %zu idx_cols %d idx_rows %d\n",
+                            k->isa, f16 ? "f16" : "f32", rows, cols, frames, idx_cols, idx_rows);
+              CHECK(same);
+              ++combos;
+            }
+          }
         }
       }
+    }
+  }
+  std::printf("  %zu piece products checked over %zu tables\n", combos, all.size());
+}
+
+TEST_CASE("add: y += x equals scalar bit for bit, every table, n = 0..40") {
+  std::mt19937 rng(2);
+  for (const KernelTable* k : tables()) {
+    for (size_t n = 0; n <= 40; ++n) {
+      const auto x = random_floats(rng, n + 1);
+      const auto y0 = random_floats(rng, n + 1);
+      std::vector<float> got(y0);
+      k->add(n, x.data(), got.data());
+      for (size_t i = 0; i < n; ++i) CHECK(got[i] == y0[i] + x[i]);
+      CHECK(got[n] == y0[n]);  // nothing past n
     }
   }
 }

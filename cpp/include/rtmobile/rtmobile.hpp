@@ -75,8 +75,8 @@ struct MatrixInfo {
   uint64_t stored_values = 0;     // weights kept in the file (dense blocks of BSP)
   uint64_t nonzeros = 0;          // of those, the ones that are not exactly zero
   // What one product with the matrix reads on the CPU: packed weights including the zero rows
-  // that pad each piece to whole 16-row panels, and those bytes plus the kept-column and
-  // scattered-row indices. 0 on backends that do not report it (opencl).
+  // that pad each piece's last panel (16 or 8 rows; at most 7 per piece), and those bytes plus
+  // the kept-column and scattered-row indices. 0 on backends that do not report it (opencl).
   uint64_t packed_values = 0;
   uint64_t read_bytes = 0;
 };

@@ -2,10 +2,18 @@
 // CPU detection (dispatch.cc). Every table is tested against the scalar one (kernel_test.cc,
 // tests/test_kernels.py), so a new ISA cannot go untested.
 //
-// Weights reach the kernels packed in row panels: kPanelRows consecutive (kept) rows, and for
-// each column the kPanelRows values of those rows contiguous (64 bytes for f32). The last
-// panel of a piece is zero-padded. Every output element is accumulated in column order from
-// zero, so the GEMV and every frame-tiling of the GEMM give bit-identical results; streaming
+// A matrix product runs as one kernel call per *piece* (one thread's kept rows of one block,
+// runtime/bsp_matrix.h). A piece's weights are packed in row panels: for each kept column, the
+// values of the panel's rows are contiguous (a 16-row panel's column is 64 bytes in f32), and
+// the panels follow each other. panel_split() says how a piece of `rows` rows is cut: whole
+// 16-row panels, and an 8-row panel for a rest of 1-8 rows, so a piece carries at most
+// kMaxPadRows zero rows (a 1-2 row piece reads 8 rows per column, not 16). The kernels
+// read the piece's kept inputs in place through its column-index list (no gather) and add
+// their results into the output rows directly (no separate pass).
+//
+// Determinism: every output element is accumulated from zero over the piece's columns in order,
+// with one fused multiply-add per column, and that sum is added to the output with one add. The
+// GEMV and every frame-tiling of the GEMM, in every ISA, give bit-identical results; streaming
 // in chunks therefore equals an offline run exactly.
 #pragma once
 
@@ -15,18 +23,50 @@
 
 namespace rtmobile {
 
-constexpr size_t kPanelRows = 16;
+constexpr size_t kPanelRows = 16;  // rows of a whole panel
+constexpr size_t kTailRows = 8;    // rows of the narrow panel a piece may end with
+constexpr size_t kMaxPadRows = 7;  // zero rows a piece's packing can add (its last panel's)
 
-// acc[p*16 + r] = sum_k W[p][k][r] * x[k], for p < panels, k < cols.
-using GemvF32Fn = void (*)(const float* w, size_t panels, size_t cols, const float* x,
-                           float* acc);
-using GemvF16Fn = void (*)(const uint16_t* w, size_t panels, size_t cols, const float* x,
-                           float* acc);
-// acc[t*ld_acc + p*16 + r] = sum_k W[p][k][r] * x[t*ldx + k], for t < frames.
-using GemmF32Fn = void (*)(const float* w, size_t panels, size_t cols, const float* x,
-                           size_t ldx, size_t frames, float* acc, size_t ld_acc);
-using GemmF16Fn = void (*)(const uint16_t* w, size_t panels, size_t cols, const float* x,
-                           size_t ldx, size_t frames, float* acc, size_t ld_acc);
+// How a piece of `rows` rows is packed: `full` 16-row panels, then one 8-row panel if `tail8`
+// (in this order in memory); only the last panel is padded. The rest r = rows % 16 takes an
+// 8-row panel when r <= 8, else one more 16-row panel. Chosen by measurement (paper-size GRU,
+// one thread, streaming, 2-core EPYC): against also using 4-row panels (rows rounded up to a
+// multiple of 4, read 1.2x the stored values at 245x instead of 1.5x) it was as fast at 245x and
+// ~7% faster at 10x, where the 4-row variant packs a 90-row piece as 16x5+8+4: two more
+// latency-bound passes. The extra bytes did not matter there (the weights fit in L2 at 245x).
+struct PanelSplit {
+  size_t full;
+  bool tail8;
+};
+constexpr PanelSplit panel_split(size_t rows) {
+  const size_t rest = rows % kPanelRows;
+  return {rows / kPanelRows + (rest > kTailRows ? 1 : 0), rest > 0 && rest <= kTailRows};
+}
+// Rows packed for a piece of `rows` rows (padding included).
+constexpr size_t packed_rows(size_t rows) {
+  const PanelSplit s = panel_split(rows);
+  return s.full * kPanelRows + (s.tail8 ? kTailRows : 0);
+}
+
+// One piece of `rows` rows and `cols` columns, packed as panel_split(rows) says, times `frames`
+// input frames, added into the output: for t < frames and r < rows,
+//   y[t*ldy + R(r)] += sum over k < cols, in order, of W[r][k] * x[t*ldx + C(k)]
+// where C(k) = col_idx[k] (or k when col_idx is null: contiguous columns, x already offset) and
+// R(r) = row_idx[r] (or r when row_idx is null: contiguous rows, y already offset). The sum
+// starts from zero, takes one FMA per column and is added to y with one add. Only the piece's
+// rows of y are read and written (not the padding's). The GEMV is the GEMM with frames = 1.
+using GemvF32Fn = void (*)(const float* w, size_t rows, size_t cols, const uint32_t* col_idx,
+                           const float* x, const uint32_t* row_idx, float* y);
+using GemvF16Fn = void (*)(const uint16_t* w, size_t rows, size_t cols, const uint32_t* col_idx,
+                           const float* x, const uint32_t* row_idx, float* y);
+using GemmF32Fn = void (*)(const float* w, size_t rows, size_t cols, const uint32_t* col_idx,
+                           const float* x, size_t ldx, size_t frames, const uint32_t* row_idx,
+                           float* y, size_t ldy);
+using GemmF16Fn = void (*)(const uint16_t* w, size_t rows, size_t cols, const uint32_t* col_idx,
+                           const float* x, size_t ldx, size_t frames, const uint32_t* row_idx,
+                           float* y, size_t ldy);
+// y[i] = y[i] + x[i] for i < n (a matrix's biases, after its pieces).
+using AddFn = void (*)(size_t n, const float* x, float* y);
 // y[i] = f(x[i]) for i < n; x and y may alias.
 using UnaryFn = void (*)(size_t n, const float* x, float* y);
 // GRU update for n hidden units. gi and gh hold the r, z, n pre-activations (biases included)
@@ -45,6 +85,7 @@ struct KernelTable {
   GemvF16Fn f16_gemv;
   GemmF32Fn f32_gemm;
   GemmF16Fn f16_gemm;
+  AddFn add;
   UnaryFn sigmoid;
   UnaryFn tanh;
   GruGatesFn gru_gates;

@@ -10,6 +10,8 @@
 // an fp16-arithmetic variant would not match the scalar table to the tested 1e-6.
 #include <arm_neon.h>
 
+#include <algorithm>
+
 #include "kernels/activation_math.h"
 #include "kernels/kernels.h"
 
@@ -26,108 +28,174 @@ inline float32x4_t load4(const uint16_t* p) {
   return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
 }
 
-// The four float32x4 of one panel column (16 rows).
-template <typename W>
-RTM_INLINE void load_column(const W* p, float32x4_t w[4]) {
-  w[0] = load4(p);
-  w[1] = load4(p + 4);
-  w[2] = load4(p + 8);
-  w[3] = load4(p + 12);
+// The V float32x4 of one panel column (W = 4 * V rows: 16 or 8).
+template <int V, typename T>
+RTM_INLINE void load_column(const T* p, float32x4_t w[V]) {
+  RTM_UNROLL for (int v = 0; v < V; ++v) w[v] = load4(p + 4 * v);
 }
 
-// Column k + L of NP panels against lane L of each frame's xv (x[t][k..k+3]).
-template <int NP, int NT, int L, typename W>
-RTM_INLINE void step_lane(const W* w, size_t panel_stride, size_t k, const float32x4_t xv[NT],
-                          float32x4_t acc[NT][NP][4]) {
+// Inputs k .. k+3 of a piece in one vector: x[col_idx[k..k+3]], or x[k..k+3] in place.
+template <bool kIdx>
+RTM_INLINE float32x4_t load_x4(const float* x, const uint32_t* col_idx, size_t k) {
+  if (!kIdx) return vld1q_f32(x + k);
+  float32x4_t v = vld1q_dup_f32(x + col_idx[k]);
+  v = vld1q_lane_f32(x + col_idx[k + 1], v, 1);
+  v = vld1q_lane_f32(x + col_idx[k + 2], v, 2);
+  return vld1q_lane_f32(x + col_idx[k + 3], v, 3);
+}
+
+// Adds a panel's sums into the piece's rows r0 .. r0 + valid - 1 of y: vector adds when the
+// rows are contiguous and all real, else one scalar add per row.
+template <int V>
+RTM_INLINE void add_panel(const float32x4_t (&sum)[V], size_t valid, const uint32_t* row_idx,
+                          size_t r0, float* y) {
+  if (row_idx == nullptr && valid == 4 * V) {
+    RTM_UNROLL for (int v = 0; v < V; ++v)
+      vst1q_f32(y + r0 + 4 * v, vaddq_f32(vld1q_f32(y + r0 + 4 * v), sum[v]));
+    return;
+  }
+  float s[4 * V];
+  RTM_UNROLL for (int v = 0; v < V; ++v) vst1q_f32(s + 4 * v, sum[v]);
+  if (row_idx == nullptr) {
+    float* d = y + r0;
+    for (size_t r = 0; r < valid; ++r) d[r] = d[r] + s[r];
+  } else {
+    const uint32_t* idx = row_idx + r0;
+    for (size_t r = 0; r < valid; ++r) y[idx[r]] = y[idx[r]] + s[r];
+  }
+}
+
+// Column k + L of NP panels against lane L of each frame's xv (inputs k..k+3).
+template <int NP, int NT, int V, int L, typename T>
+RTM_INLINE void step_lane(const T* w, size_t panel_stride, size_t k, const float32x4_t xv[NT],
+                          float32x4_t acc[NT][NP][V]) {
   RTM_UNROLL for (int p = 0; p < NP; ++p) {
-    float32x4_t wc[4];
-    load_column(w + p * panel_stride + (k + L) * kPanelRows, wc);
+    float32x4_t wc[V];
+    load_column<V>(w + p * panel_stride + (k + L) * (4 * V), wc);
     RTM_UNROLL for (int t = 0; t < NT; ++t)
-      RTM_UNROLL for (int v = 0; v < 4; ++v)
+      RTM_UNROLL for (int v = 0; v < V; ++v)
         acc[t][p][v] = vfmaq_laneq_f32(acc[t][p][v], wc[v], xv[t], L);
   }
 }
 
-// NP consecutive panels x NT frames: 4*NP*NT independent accumulator chains. Four columns per
-// iteration (one vector load of x per frame, FMLA by element), then single columns; either way
-// each output sees exactly one fused multiply-add per column, in column order.
-template <int NP, int NT, typename W>
-inline void panel_block(const W* w, size_t cols, const float* x, size_t ldx, float* acc,
-                        size_t ld_acc) {
-  const size_t panel_stride = cols * kPanelRows;
-  float32x4_t a[NT][NP][4];
+// NP consecutive panels of W = 4 * V rows x NT frames: V*NP*NT independent accumulator chains.
+// Four columns per iteration (one vector of inputs per frame, FMLA by element), then single
+// columns; either way each output sees exactly one fused multiply-add per column, in column
+// order, and its sum is added into y with one add.
+template <int NP, int NT, int V, bool kIdx, typename T>
+inline void panel_block(const T* w, size_t cols, const uint32_t* col_idx, const float* x,
+                        size_t ldx, size_t rows_left, const uint32_t* row_idx, size_t r0,
+                        float* y, size_t ldy) {
+  constexpr size_t kW = 4 * V;
+  const size_t panel_stride = cols * kW;
+  float32x4_t a[NT][NP][V];
   RTM_UNROLL for (int t = 0; t < NT; ++t)
     RTM_UNROLL for (int p = 0; p < NP; ++p)
-      RTM_UNROLL for (int v = 0; v < 4; ++v) a[t][p][v] = vdupq_n_f32(0.0f);
+      RTM_UNROLL for (int v = 0; v < V; ++v) a[t][p][v] = vdupq_n_f32(0.0f);
   size_t k = 0;
   for (; k + 4 <= cols; k += 4) {
     float32x4_t xv[NT];
-    RTM_UNROLL for (int t = 0; t < NT; ++t) xv[t] = vld1q_f32(x + t * ldx + k);
-    step_lane<NP, NT, 0>(w, panel_stride, k, xv, a);
-    step_lane<NP, NT, 1>(w, panel_stride, k, xv, a);
-    step_lane<NP, NT, 2>(w, panel_stride, k, xv, a);
-    step_lane<NP, NT, 3>(w, panel_stride, k, xv, a);
+    RTM_UNROLL for (int t = 0; t < NT; ++t) xv[t] = load_x4<kIdx>(x + t * ldx, col_idx, k);
+    step_lane<NP, NT, V, 0>(w, panel_stride, k, xv, a);
+    step_lane<NP, NT, V, 1>(w, panel_stride, k, xv, a);
+    step_lane<NP, NT, V, 2>(w, panel_stride, k, xv, a);
+    step_lane<NP, NT, V, 3>(w, panel_stride, k, xv, a);
   }
   for (; k < cols; ++k) {
+    const size_t c = kIdx ? col_idx[k] : k;
     RTM_UNROLL for (int p = 0; p < NP; ++p) {
-      float32x4_t wc[4];
-      load_column(w + p * panel_stride + k * kPanelRows, wc);
+      float32x4_t wc[V];
+      load_column<V>(w + p * panel_stride + k * kW, wc);
       RTM_UNROLL for (int t = 0; t < NT; ++t) {
-        const float32x4_t xb = vld1q_dup_f32(x + t * ldx + k);
-        RTM_UNROLL for (int v = 0; v < 4; ++v) a[t][p][v] = vfmaq_f32(a[t][p][v], wc[v], xb);
+        const float32x4_t xb = vld1q_dup_f32(x + t * ldx + c);
+        RTM_UNROLL for (int v = 0; v < V; ++v) a[t][p][v] = vfmaq_f32(a[t][p][v], wc[v], xb);
       }
     }
   }
   RTM_UNROLL for (int t = 0; t < NT; ++t)
-    RTM_UNROLL for (int p = 0; p < NP; ++p)
-      RTM_UNROLL for (int v = 0; v < 4; ++v)
-        vst1q_f32(acc + t * ld_acc + p * kPanelRows + v * 4, a[t][p][v]);
+    RTM_UNROLL for (int p = 0; p < NP; ++p) {
+      const size_t q0 = static_cast<size_t>(p) * kW;
+      add_panel<V>(a[t][p], std::min(kW, rows_left - q0), row_idx, r0 + q0, y + t * ldy);
+    }
 }
 
-// One panel times 4 / 2 / 1 frames per pass (16 / 8 / 4 accumulator chains).
-template <typename W>
-void gemm(const W* w, size_t panels, size_t cols, const float* x, size_t ldx, size_t frames,
-          float* acc, size_t ld_acc) {
+// One panel of W = 4 * V rows times all frames, 4 / 2 / 1 frames per pass.
+template <int V, bool kIdx, typename T>
+inline void panel_frames(const T* w, size_t cols, const uint32_t* col_idx, const float* x,
+                         size_t ldx, size_t frames, size_t rows_left, const uint32_t* row_idx,
+                         size_t r0, float* y, size_t ldy) {
   size_t t = 0;
   for (; t + 4 <= frames; t += 4)
-    for (size_t p = 0; p < panels; ++p)
-      panel_block<1, 4>(w + p * cols * kPanelRows, cols, x + t * ldx, ldx,
-                        acc + t * ld_acc + p * kPanelRows, ld_acc);
+    panel_block<1, 4, V, kIdx>(w, cols, col_idx, x + t * ldx, ldx, rows_left, row_idx, r0,
+                               y + t * ldy, ldy);
   for (; t + 2 <= frames; t += 2)
-    for (size_t p = 0; p < panels; ++p)
-      panel_block<1, 2>(w + p * cols * kPanelRows, cols, x + t * ldx, ldx,
-                        acc + t * ld_acc + p * kPanelRows, ld_acc);
+    panel_block<1, 2, V, kIdx>(w, cols, col_idx, x + t * ldx, ldx, rows_left, row_idx, r0,
+                               y + t * ldy, ldy);
   for (; t < frames; ++t)
-    for (size_t p = 0; p < panels; ++p)
-      panel_block<1, 1>(w + p * cols * kPanelRows, cols, x + t * ldx, ldx,
-                        acc + t * ld_acc + p * kPanelRows, ld_acc);
+    panel_block<1, 1, V, kIdx>(w, cols, col_idx, x + t * ldx, ldx, rows_left, row_idx, r0,
+                               y + t * ldy, ldy);
 }
 
-// Two panels per pass (eight FMA chains, enough to cover FMLA latency x throughput on
-// two-pipe cores; four panels made GCC spill accumulators); same per-element order as gemm.
-template <typename W>
-void gemv(const W* w, size_t panels, size_t cols, const float* x, float* acc) {
-  size_t p = 0;
-  for (; p + 2 <= panels; p += 2)
-    panel_block<2, 1>(w + p * cols * kPanelRows, cols, x, 0, acc + p * kPanelRows, 0);
-  if (p < panels)
-    panel_block<1, 1>(w + p * cols * kPanelRows, cols, x, 0, acc + p * kPanelRows, 0);
+template <bool kIdx, typename T>
+void gemm_piece(const T* w, size_t rows, size_t cols, const uint32_t* col_idx, const float* x,
+                size_t ldx, size_t frames, const uint32_t* row_idx, float* y, size_t ldy) {
+  const PanelSplit s = panel_split(rows);
+  size_t r0 = 0;
+  for (size_t p = 0; p < s.full; ++p, r0 += kPanelRows, w += kPanelRows * cols)
+    panel_frames<4, kIdx>(w, cols, col_idx, x, ldx, frames, rows - r0, row_idx, r0, y, ldy);
+  if (s.tail8)
+    panel_frames<2, kIdx>(w, cols, col_idx, x, ldx, frames, rows - r0, row_idx, r0, y, ldy);
 }
 
-void f32_gemv__neon(const float* w, size_t panels, size_t cols, const float* x, float* acc) {
-  gemv(w, panels, cols, x, acc);
+// Two 16-row panels per pass (eight FMA chains, enough to cover FMLA latency x throughput on
+// two-pipe cores; four panels made GCC spill accumulators), then one, then the 8-row panel;
+// same per-element order as the GEMM.
+template <bool kIdx, typename T>
+void gemv_piece(const T* w, size_t rows, size_t cols, const uint32_t* col_idx, const float* x,
+                const uint32_t* row_idx, float* y) {
+  const PanelSplit s = panel_split(rows);
+  size_t p = 0, r0 = 0;
+  for (; p + 2 <= s.full; p += 2, r0 += 2 * kPanelRows, w += 2 * kPanelRows * cols)
+    panel_block<2, 1, 4, kIdx>(w, cols, col_idx, x, 0, rows - r0, row_idx, r0, y, 0);
+  if (p < s.full) {
+    panel_block<1, 1, 4, kIdx>(w, cols, col_idx, x, 0, rows - r0, row_idx, r0, y, 0);
+    r0 += kPanelRows;
+    w += kPanelRows * cols;
+  }
+  if (s.tail8) panel_block<1, 1, 2, kIdx>(w, cols, col_idx, x, 0, rows - r0, row_idx, r0, y, 0);
 }
-void f16_gemv__neon(const uint16_t* w, size_t panels, size_t cols, const float* x,
-                    float* acc) {
-  gemv(w, panels, cols, x, acc);
+
+void f32_gemv__neon(const float* w, size_t rows, size_t cols, const uint32_t* col_idx,
+                    const float* x, const uint32_t* row_idx, float* y) {
+  if (col_idx != nullptr) gemv_piece<true>(w, rows, cols, col_idx, x, row_idx, y);
+  else gemv_piece<false>(w, rows, cols, col_idx, x, row_idx, y);
 }
-void f32_gemm__neon(const float* w, size_t panels, size_t cols, const float* x, size_t ldx,
-                    size_t frames, float* acc, size_t ld_acc) {
-  gemm(w, panels, cols, x, ldx, frames, acc, ld_acc);
+void f16_gemv__neon(const uint16_t* w, size_t rows, size_t cols, const uint32_t* col_idx,
+                    const float* x, const uint32_t* row_idx, float* y) {
+  if (col_idx != nullptr) gemv_piece<true>(w, rows, cols, col_idx, x, row_idx, y);
+  else gemv_piece<false>(w, rows, cols, col_idx, x, row_idx, y);
 }
-void f16_gemm__neon(const uint16_t* w, size_t panels, size_t cols, const float* x, size_t ldx,
-                    size_t frames, float* acc, size_t ld_acc) {
-  gemm(w, panels, cols, x, ldx, frames, acc, ld_acc);
+void f32_gemm__neon(const float* w, size_t rows, size_t cols, const uint32_t* col_idx,
+                    const float* x, size_t ldx, size_t frames, const uint32_t* row_idx, float* y,
+                    size_t ldy) {
+  if (col_idx != nullptr)
+    gemm_piece<true>(w, rows, cols, col_idx, x, ldx, frames, row_idx, y, ldy);
+  else
+    gemm_piece<false>(w, rows, cols, col_idx, x, ldx, frames, row_idx, y, ldy);
+}
+void f16_gemm__neon(const uint16_t* w, size_t rows, size_t cols, const uint32_t* col_idx,
+                    const float* x, size_t ldx, size_t frames, const uint32_t* row_idx, float* y,
+                    size_t ldy) {
+  if (col_idx != nullptr)
+    gemm_piece<true>(w, rows, cols, col_idx, x, ldx, frames, row_idx, y, ldy);
+  else
+    gemm_piece<false>(w, rows, cols, col_idx, x, ldx, frames, row_idx, y, ldy);
+}
+
+void f32_add__neon(size_t n, const float* x, float* y) {
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), vld1q_f32(x + i)));
+  for (; i < n; ++i) y[i] = y[i] + x[i];
 }
 
 // The steps of activation_math.h, four lanes at a time. vfmaq_f32(a, b, c) = a + b*c.
@@ -227,9 +295,9 @@ void f32_lstm_gates__neon(size_t n, size_t stride, const float* gi, const float*
 
 const KernelTable& neon_kernels() {
   static const KernelTable table = {
-      "neon",          f32_gemv__neon,    f16_gemv__neon,      f32_gemm__neon,
-      f16_gemm__neon,  f32_sigmoid__neon, f32_tanh__neon,      f32_gru_gates__neon,
-      f32_lstm_gates__neon,
+      "neon",         f32_gemv__neon,      f16_gemv__neon,     f32_gemm__neon,
+      f16_gemm__neon, f32_add__neon,       f32_sigmoid__neon,  f32_tanh__neon,
+      f32_gru_gates__neon, f32_lstm_gates__neon,
   };
   return table;
 }

@@ -1,4 +1,7 @@
 // Portable reference kernels: the ground truth every SIMD table is tested against.
+#include <algorithm>
+#include <cmath>
+
 #include "format/half.h"
 #include "kernels/activation_math.h"
 #include "kernels/kernels.h"
@@ -6,42 +9,63 @@
 namespace rtmobile {
 namespace {
 
-// One accumulator per output, columns in order: the summation order every ISA keeps.
-template <typename W, typename Load>
-void gemm_panels(const W* w, size_t panels, size_t cols, const float* x, size_t ldx,
-                 size_t frames, float* acc, size_t ld_acc, Load load) {
+// One panel of W rows (`valid` of them real) times `frames` frames: one accumulator per
+// output, columns in order, then one add into y: the order every ISA keeps.
+template <size_t W, typename T, typename Load>
+void panel(const T* wp, size_t valid, size_t cols, const uint32_t* col_idx, const float* x,
+           size_t ldx, size_t frames, const uint32_t* row_idx, size_t r0, float* y, size_t ldy,
+           Load load) {
   for (size_t t = 0; t < frames; ++t) {
     const float* xt = x + t * ldx;
-    for (size_t p = 0; p < panels; ++p) {
-      const W* wp = w + p * cols * kPanelRows;
-      float sum[kPanelRows] = {};
-      for (size_t k = 0; k < cols; ++k) {
-        const float xk = xt[k];
-        for (size_t r = 0; r < kPanelRows; ++r)
-          sum[r] = std::fma(load(wp[k * kPanelRows + r]), xk, sum[r]);
-      }
-      for (size_t r = 0; r < kPanelRows; ++r) acc[t * ld_acc + p * kPanelRows + r] = sum[r];
+    float sum[W] = {};
+    for (size_t k = 0; k < cols; ++k) {
+      const float xk = xt[col_idx != nullptr ? col_idx[k] : k];
+      for (size_t r = 0; r < W; ++r) sum[r] = std::fma(load(wp[k * W + r]), xk, sum[r]);
+    }
+    float* yt = y + t * ldy;
+    for (size_t r = 0; r < valid; ++r) {
+      float& dst = yt[row_idx != nullptr ? row_idx[r0 + r] : r0 + r];
+      dst = dst + sum[r];
     }
   }
+}
+
+template <typename T, typename Load>
+void piece(const T* w, size_t rows, size_t cols, const uint32_t* col_idx, const float* x,
+           size_t ldx, size_t frames, const uint32_t* row_idx, float* y, size_t ldy, Load load) {
+  const PanelSplit s = panel_split(rows);
+  size_t r0 = 0;
+  for (size_t p = 0; p < s.full; ++p, r0 += kPanelRows, w += kPanelRows * cols)
+    panel<kPanelRows>(w, std::min(kPanelRows, rows - r0), cols, col_idx, x, ldx, frames,
+                      row_idx, r0, y, ldy, load);
+  if (s.tail8)
+    panel<kTailRows>(w, rows - r0, cols, col_idx, x, ldx, frames, row_idx, r0, y, ldy, load);
 }
 
 float load_f32(float v) { return v; }
 float load_f16(uint16_t v) { return half_to_float(v); }
 
-void f32_gemm__scalar(const float* w, size_t panels, size_t cols, const float* x, size_t ldx,
-                      size_t frames, float* acc, size_t ld_acc) {
-  gemm_panels(w, panels, cols, x, ldx, frames, acc, ld_acc, load_f32);
+void f32_gemm__scalar(const float* w, size_t rows, size_t cols, const uint32_t* col_idx,
+                      const float* x, size_t ldx, size_t frames, const uint32_t* row_idx,
+                      float* y, size_t ldy) {
+  piece(w, rows, cols, col_idx, x, ldx, frames, row_idx, y, ldy, load_f32);
 }
-void f16_gemm__scalar(const uint16_t* w, size_t panels, size_t cols, const float* x,
-                      size_t ldx, size_t frames, float* acc, size_t ld_acc) {
-  gemm_panels(w, panels, cols, x, ldx, frames, acc, ld_acc, load_f16);
+void f16_gemm__scalar(const uint16_t* w, size_t rows, size_t cols, const uint32_t* col_idx,
+                      const float* x, size_t ldx, size_t frames, const uint32_t* row_idx,
+                      float* y, size_t ldy) {
+  piece(w, rows, cols, col_idx, x, ldx, frames, row_idx, y, ldy, load_f16);
 }
-void f32_gemv__scalar(const float* w, size_t panels, size_t cols, const float* x, float* acc) {
-  gemm_panels(w, panels, cols, x, 0, 1, acc, 0, load_f32);
+void f32_gemv__scalar(const float* w, size_t rows, size_t cols, const uint32_t* col_idx,
+                      const float* x, const uint32_t* row_idx, float* y) {
+  piece(w, rows, cols, col_idx, x, 0, 1, row_idx, y, 0, load_f32);
 }
-void f16_gemv__scalar(const uint16_t* w, size_t panels, size_t cols, const float* x,
-                      float* acc) {
-  gemm_panels(w, panels, cols, x, 0, 1, acc, 0, load_f16);
+void f16_gemv__scalar(const uint16_t* w, size_t rows, size_t cols, const uint32_t* col_idx,
+                      const float* x, const uint32_t* row_idx, float* y) {
+  piece(w, rows, cols, col_idx, x, 0, 1, row_idx, y, 0, load_f16);
+}
+
+void f32_add__scalar(size_t n, const float* x, float* y) {
+  for (size_t i = 0; i < n; ++i) y[i] = y[i] + x[i];
 }
 
 void f32_sigmoid__scalar(size_t n, const float* x, float* y) {
@@ -77,9 +101,9 @@ void f32_lstm_gates__scalar(size_t n, size_t stride, const float* gi, const floa
 
 const KernelTable& scalar_kernels() {
   static const KernelTable table = {
-      "scalar",          f32_gemv__scalar,    f16_gemv__scalar,      f32_gemm__scalar,
-      f16_gemm__scalar,  f32_sigmoid__scalar, f32_tanh__scalar,      f32_gru_gates__scalar,
-      f32_lstm_gates__scalar,
+      "scalar",         f32_gemv__scalar,      f16_gemv__scalar,     f32_gemm__scalar,
+      f16_gemm__scalar, f32_add__scalar,       f32_sigmoid__scalar,  f32_tanh__scalar,
+      f32_gru_gates__scalar, f32_lstm_gates__scalar,
   };
   return table;
 }

@@ -1,11 +1,14 @@
 // A BSP matrix prepared for execution on a fixed number of threads.
 //
 // Each thread computes the output rows it owns (runtime/row_partition.h: by hidden unit for
-// recurrent layers, equal-work ranges otherwise); its rows are kept in the file's stored order,
-// where rows of equal block pattern are adjacent.
-// Redundant-load elimination: each (thread, block) piece gathers its block's kept inputs once
-// into a small contiguous buffer, and all of the piece's rows reuse it.
-// Each piece's weights are packed into 16-row panels (kernels.h) at load time.
+// recurrent layers, equal-work ranges otherwise). A *piece* is one thread's kept rows of one
+// block; its weights are packed into panels (kernels.h: 16 rows, and 8 or 4 for the last
+// rows) at load time. A product runs, per thread: zero the thread's rows of y; one kernel call
+// per piece, in block order, which reads the block's kept inputs in place through its
+// column-index list (redundant-load elimination without a gather: every row of the piece uses
+// the same x[C_b]) and adds its sums straight into the piece's rows of y (original row order:
+// no un-permute pass); then add the biases. Every output is therefore
+// ((0 + block sums, in block order) + bias): the same bits for any thread count and tiling.
 #pragma once
 
 #include <cstddef>
@@ -18,13 +21,6 @@
 #include "runtime/row_partition.h"
 
 namespace rtmobile {
-
-// Per-thread scratch, sized by the executor for the largest matrix it runs.
-struct MatrixScratch {
-  AlignedBuffer<float> gathered;  // frames x kept cols
-  AlignedBuffer<float> acc;       // frames x panel rows
-  AlignedBuffer<float> stored;    // frames x the thread's rows, in stored order
-};
 
 class BspMatrix {
  public:
@@ -41,54 +37,48 @@ class BspMatrix {
   size_t read_bytes() const;
   uint32_t cols() const { return cols_; }
 
-  // Scratch sizes a thread needs for `frames` frames at once.
-  size_t gathered_floats(size_t frames) const { return frames * max_piece_cols_; }
-  size_t acc_floats(size_t frames) const { return frames * max_piece_panels_ * kPanelRows; }
-  size_t stored_floats(size_t frames) const { return frames * max_thread_rows_; }
-
   // Thread `tid`'s share of y = W x + b (original row order) for one frame: the rows it owns.
-  void gemv(const KernelTable& k, int tid, const float* x, float* y, MatrixScratch& s) const;
-  // Thread `tid`'s share of Y[t] = W X[t] + b for `frames` frames (at most the scratch size).
+  // Nothing else of y is touched; no scratch memory is needed.
+  void gemv(const KernelTable& k, int tid, const float* x, float* y) const;
+  // Thread `tid`'s share of Y[t] = W X[t] + b for `frames` frames.
   void gemm(const KernelTable& k, int tid, const float* x, size_t ldx, size_t frames, float* y,
-            size_t ldy, MatrixScratch& s) const;
+            size_t ldy) const;
 
  private:
   struct Piece {
-    size_t packed_offset;        // elements into packed_
-    uint32_t panels, cols, rows;  // rows: valid rows of the piece
-    size_t col_idx;              // offset of its kept input columns in col_idx_
-    bool cols_contiguous;
-    uint32_t first_col;
-    bool rows_contiguous;
-    uint32_t first_row;   // thread-local row (when contiguous)
-    size_t local_rows;    // offset into local_rows_ (when not contiguous)
-    uint32_t block;       // source block
-    size_t kept;          // offset of the piece's rows' positions in the block (packing only)
+    size_t packed_offset;   // elements into packed_
+    uint32_t rows, cols;    // kept rows (of this thread) and kept columns of the block
+    uint32_t block;         // source block
+    bool cols_contiguous;   // kept columns first_col, first_col + 1, ...
+    bool rows_contiguous;   // output rows first_row, first_row + 1, ... (original order)
+    uint32_t first_col, first_row;
+    size_t col_idx;         // offset of the block's kept columns in col_idx_
+    size_t row_idx;         // offset of the output rows in row_idx_ (when not contiguous)
+    size_t kept;            // offset of the rows' positions in the block (packing only)
+  };
+  struct Run {  // output rows [begin, end), original order
+    uint32_t begin, end;
   };
   struct ThreadWork {
-    std::vector<uint32_t> out_rows;  // original rows owned, in stored order (local row i)
-    std::vector<float> out_bias;     // their biases
-    bool out_contiguous = false;     // out_rows[i] == out_rows[0] + i
-    std::vector<Piece> pieces;
+    std::vector<Run> runs;     // the rows it owns, ascending
+    std::vector<float> bias;   // their biases, run after run
+    std::vector<Piece> pieces;  // in block order (the accumulation order)
   };
 
   template <typename Src, typename Dst, typename Convert>
   void pack(const BspMatrixView& view, const std::vector<uint32_t>& kept, Dst* packed,
             Convert convert);
-  void run_pieces(const KernelTable& k, const ThreadWork& work, const float* x, size_t ldx,
-                  size_t frames, MatrixScratch& s) const;
 
   // Everything is owned: nothing points into the model file's bytes, which are freed after
   // load.
   uint32_t rows_, cols_;
   DType dtype_;
   std::vector<ThreadWork> work_;
-  std::vector<uint32_t> col_idx_;  // kept columns of the pieces' blocks
-  std::vector<uint32_t> local_rows_;
+  std::vector<uint32_t> col_idx_;  // the file's kept columns of every block
+  std::vector<uint32_t> row_idx_;  // output rows of the pieces whose rows are not contiguous
   AlignedBuffer<float> packed_f32_;
   AlignedBuffer<uint16_t> packed_f16_;
   size_t packed_values_ = 0;
-  size_t max_piece_cols_ = 0, max_piece_panels_ = 0, max_thread_rows_ = 0;
 };
 
 }  // namespace rtmobile

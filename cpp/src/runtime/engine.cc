@@ -16,7 +16,7 @@ namespace rtmobile {
 namespace {
 
 constexpr size_t kDefaultChunkFrames = 64;  // frames per internal chunk (bounds memory)
-constexpr size_t kDefaultFrameTile = 16;    // frames per SpMM call (gathered inputs in L1/L2)
+constexpr size_t kDefaultFrameTile = 16;    // frames per SpMM call (the tile's inputs in L1/L2)
 // A chunk whose multiply-adds (frames x stored weights) are fewer than this runs every
 // thread's share on the calling thread, in thread order: waking the pool and two barriers per
 // frame cost more than they save. Measured (2-core Xeon, 2-layer GRU 440/960, streaming): two
@@ -104,24 +104,6 @@ Engine::Engine(const ModelView& view, const SessionOptions& options)
   seq_[0] = AlignedBuffer<float>(chunk_frames_ * max_hidden);
   seq_[1] = AlignedBuffer<float>(chunk_frames_ * max_hidden);
 
-  size_t gathered = 0, acc = 0, stored = 0;
-  auto grow = [&](const BspMatrix& m) {
-    gathered = std::max(gathered, m.gathered_floats(frame_tile_));
-    acc = std::max(acc, m.acc_floats(frame_tile_));
-    stored = std::max(stored, m.stored_floats(frame_tile_));
-  };
-  for (const Layer& l : layers_) {
-    grow(*l.w_ih);
-    grow(*l.w_hh);
-  }
-  grow(*output_);
-  scratch_.resize(static_cast<size_t>(threads));
-  for (MatrixScratch& s : scratch_) {
-    s.gathered = AlignedBuffer<float>(gathered);
-    s.acc = AlignedBuffer<float>(acc);
-    s.stored = AlignedBuffer<float>(stored);
-  }
-
   info_.kind = view.kind == ModelKind::kGru ? "gru" : "lstm";
   info_.input_dim = view.input_dim;
   info_.output_dim = view.output_dim;
@@ -174,7 +156,7 @@ std::unique_ptr<Backend> make_backend(ModelBytes bytes, const SessionOptions& op
                                      "chunk_frames");
   shape.frame_tile = resolve_count(options.frame_tile, kDefaultFrameTile, 256, "frame_tile");
   if (options.device == "opencl") {  // one packed copy on the host, one on the device, f16
-    shape.panel_rows = 64;
+    shape.pad_rows = 63;
     shape.weight_bytes = 2;
     shape.weight_copies = 2;
   } else {
@@ -273,12 +255,10 @@ void Engine::run_chunk(const Shares& shares, RecurrentState& state, const float*
   // The last layer's final barrier has made its whole output sequence visible.
   const size_t hidden = layers_.back().hidden;
   const size_t out_dim = output_dim_;
-  for (int tid = shares.begin; tid < shares.end; ++tid) {
-    MatrixScratch& s = scratch_[static_cast<size_t>(tid)];
+  for (int tid = shares.begin; tid < shares.end; ++tid)
     for (size_t t0 = 0; t0 < frames; t0 += frame_tile_)
       output_->gemm(*kernels_, tid, in + t0 * hidden, hidden, std::min(frame_tile_, frames - t0),
-                    logits + t0 * out_dim, out_dim, s);
-  }
+                    logits + t0 * out_dim, out_dim);
 }
 
 void Engine::run_layer(const Shares& shares, size_t index, RecurrentState& state,
@@ -296,16 +276,14 @@ void Engine::run_layer(const Shares& shares, size_t index, RecurrentState& state
   float* h0 = state.h[index].data();
   float* cell = kind_ == ModelKind::kLstm ? state.c[index].data() : nullptr;
   const KernelTable& k = *kernels_;
-  for (int tid = shares.begin; tid < shares.end; ++tid) {
-    MatrixScratch& s = scratch_[static_cast<size_t>(tid)];
+  for (int tid = shares.begin; tid < shares.end; ++tid)
     for (size_t t0 = 0; t0 < frames; t0 += frame_tile_)
       layer.w_ih->gemm(k, tid, in + t0 * layer.in_dim, layer.in_dim,
-                       std::min(frame_tile_, frames - t0), gi + t0 * gate_rows, gate_rows, s);
-  }
+                       std::min(frame_tile_, frames - t0), gi + t0 * gate_rows, gate_rows);
   for (size_t t = 0; t < frames; ++t) {
     const float* h_prev = t == 0 ? h0 : out_seq + (t - 1) * hidden;
     for (int tid = shares.begin; tid < shares.end; ++tid) {
-      layer.w_hh->gemv(k, tid, h_prev, gh, scratch_[static_cast<size_t>(tid)]);
+      layer.w_hh->gemv(k, tid, h_prev, gh);
       const auto [a, b] = layer.units[static_cast<size_t>(tid)];
       if (b <= a) continue;
       if (cell == nullptr)

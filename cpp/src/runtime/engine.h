@@ -88,7 +88,6 @@ class Engine final : public Backend {
   std::unique_ptr<BspMatrix> output_;
   std::vector<float> norm_mean_, norm_scale_;  // empty without normalisation
   AlignedBuffer<float> input_, gates_in_, gates_hidden_, seq_[2];
-  std::vector<MatrixScratch> scratch_;  // per thread
   std::mutex mutex_;
 };
 

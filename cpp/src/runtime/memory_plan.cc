@@ -31,9 +31,8 @@ std::string mib(uint64_t bytes) {
 uint64_t planned_session_bytes(const ModelLayout& layout, uint64_t file_bytes,
                                const MemoryShape& shape) {
   const uint64_t threads = static_cast<uint64_t>(std::max(shape.threads, 1));
-  const uint64_t pad_rows = shape.panel_rows > 0 ? shape.panel_rows - 1 : 0;
+  const uint64_t pad_rows = shape.pad_rows;
   uint64_t total = add(file_bytes, kSessionBytes);
-  uint64_t max_rows = 0, max_cols = 0;
   for (const MatrixLayout& m : layout.matrices) {
     total = add(total, add(kMatrixBytes, mul(kThreadWorkBytes, threads)));
     const uint64_t blocks = uint64_t{m.num_r} * m.num_c;
@@ -44,7 +43,7 @@ uint64_t planned_session_bytes(const ModelLayout& layout, uint64_t file_bytes,
     total = add(total, m.rows / 8 + 1);
     // Row partition: per-row work and its prefix sums (freed after load; counted for the peak).
     total = add(total, mul(16, uint64_t{m.rows} + 1));
-    // Packed weights: every stored value, plus at most panel_rows-1 padding rows per piece. A
+    // Packed weights: every stored value, plus at most pad_rows padding rows per piece. A
     // piece is one thread's rows of a block: at most `threads` pieces per block (recurrent
     // layers split every strip by hidden unit), each padding up to the block's kept columns.
     const uint64_t padded_cols = mul(threads, m.col_index_count);
@@ -52,17 +51,13 @@ uint64_t planned_session_bytes(const ModelLayout& layout, uint64_t file_bytes,
     total = add(total, mul(mul(packed, esize), shape.weight_copies));
     const uint64_t pieces = mul(threads, std::min(blocks, m.col_index_count));
     total = add(total, mul(kPieceBytes, pieces));
-    // Owned index tables: rows owned and their biases, the stored-to-local map, the pieces'
-    // kept columns (copied per thread), scattered piece rows and their positions in the block.
-    total = add(total, mul(12, m.rows));
-    total = add(total, mul(mul(4, threads), m.col_index_count));
+    // Owned index tables: runs of rows owned (at most one per row) and their biases, a piece's
+    // rows while it is built, the kept columns (one copy), scattered piece rows and their
+    // positions in the block. The kernels need no scratch: they add into the output in place.
+    total = add(total, mul(16, m.rows));
+    total = add(total, mul(4, m.col_index_count));
     total = add(total, mul(8, m.row_index_count));
-    max_rows = std::max<uint64_t>(max_rows, m.rows);
-    max_cols = std::max<uint64_t>(max_cols, m.cols);
   }
-  // Per-thread scratch: gathered inputs, panel accumulators, the thread's rows.
-  const uint64_t scratch = mul(4 * shape.frame_tile, add(max_cols, add(mul(2, max_rows), 16)));
-  total = add(total, mul(threads, scratch));
   // Chunk buffers: normalised input, input-gate projections, hidden gates, two sequences.
   uint64_t max_hidden = 0;
   for (uint32_t h : layout.hidden_dims) max_hidden = std::max<uint64_t>(max_hidden, h);

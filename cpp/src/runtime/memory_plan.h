@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "format/model_view.h"
+#include "kernels/kernels.h"
 
 namespace rtmobile {
 
@@ -15,15 +16,17 @@ namespace rtmobile {
 struct MemoryShape {
   int threads = 1;              // row partitions of every matrix (CPU threads; 1 on OpenCL)
   size_t chunk_frames = 64;     // frames per internal chunk
-  size_t frame_tile = 16;       // frames per SpMM call
-  uint32_t panel_rows = 16;     // rows each packed piece is padded to (CPU panel, OpenCL tile)
+  size_t frame_tile = 16;       // frames per SpMM call (no buffer depends on it any more)
+  uint32_t pad_rows = kMaxPadRows;  // zero rows packing may add per piece (CPU panels,
+                                    // kernels.h; an OpenCL tile of 64 rows: 63)
   uint32_t weight_bytes = 0;    // bytes per packed weight; 0 = the file's dtype
   uint32_t weight_copies = 1;   // packed copies alive at once (OpenCL: host plan and device)
 };
 
 // Bytes of: the model file's in-memory copy, the reader's tables, the packed weights and their
-// index tables, per-thread scratch, the chunk buffers, labels and metadata. Saturates instead of
-// overflowing. A stream's recurrent state (4 bytes per hidden unit, twice for an LSTM) is extra.
+// index tables, the chunk buffers, labels and metadata (the kernels need no per-thread
+// scratch). Saturates instead of overflowing. A stream's recurrent state (4 bytes per hidden
+// unit, twice for an LSTM) is extra.
 uint64_t planned_session_bytes(const ModelLayout& layout, uint64_t file_bytes,
                                const MemoryShape& shape);
 

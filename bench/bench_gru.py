@@ -50,14 +50,14 @@ thread count. The kernels only read their weights, and a read stream runs at or 
     and the table says so. Both reported and measured sizes are in the table.
   * Bytes, as the kernels read them: rtmobile's own count for each session
     (``Session.info['matrices'][i]['read_bytes']``: values including the zero rows that pad each
-    piece to 16-row panels, plus the index arrays one product reads; fp16 and each thread
-    partition from its own session); CSR: values + column indices + row pointers; dense: 4
-    bytes a weight. Streaming reads every matrix every frame. Offline reads each W_hh every
-    frame (the recurrence) but W_ih and W_out batched: rtmobile once per ``frame_tile`` (16)
-    frames within each ``chunk_frames`` chunk, the peers once per call (torch.nn.GRU on CPU,
-    ONNX Runtime's GRU and the CSR loops compute the input projections of all T frames in one
-    GEMM/SpMM, and the output layer too; a GEMM's re-reads of cached weight blocks are not
-    counted, which can only raise their bound).
+    piece to whole panels (16 rows, an 8-row panel for a short tail), plus the index arrays one
+    product reads; fp16 and each thread partition from its own session); CSR: values + column
+    indices + row pointers; dense: 4 bytes a weight. Streaming reads every matrix every frame.
+    Offline reads each W_hh every frame (the recurrence) but W_ih and W_out batched: rtmobile once
+    per ``frame_tile`` (16) frames within each ``chunk_frames`` chunk, the peers once per call
+    (torch.nn.GRU on CPU, ONNX Runtime's GRU and the CSR loops compute the input projections of
+    all T frames in one GEMM/SpMM, and the output layer too; a GEMM's re-reads of cached weight
+    blocks are not counted, which can only raise their bound).
   * Bandwidth at the working set: streaming reads the whole model per frame, so its working set
     is the whole model; offline each phase (a W_hh, reused frame after frame; a W_ih or W_out)
     has its own, and the memory time per frame is the sum of bytes / bandwidth over the phases.
@@ -799,8 +799,8 @@ class Traffic:
 
 def rtm_traffic(engine: RtmEngine) -> Traffic:
     """The runtime's own count: per matrix ``read_bytes`` (packed values including the zero
-    rows padding each piece to 16-row panels, plus the index arrays one product reads) of this
-    very session (its dtype and its thread partition)."""
+    rows padding each piece to whole panels, 16 rows or 8 for a short tail, plus the index
+    arrays one product reads) of this very session (its dtype and its thread partition)."""
     mb = {str(m["name"]): int(m.get("read_bytes", 0)) for m in engine.matrices}
     if not mb or min(mb.values()) <= 0:
         raise fail(
@@ -1610,7 +1610,8 @@ def render_table(
         "Roofline: bound = min(FMA peak, read bandwidth at the case's working set x "
         "intensity), intensity = 2 x nonzeros / bytes the kernels actually read per frame. "
         "Bytes: rtmobile's own count (`Session.info['matrices'][i]['read_bytes']`: values "
-        "including the zero rows padding each piece to 16-row panels, plus its index arrays); "
+        "including the zero rows padding each piece to whole 16- or 8-row panels, plus its "
+        "index arrays); "
         "CSR: values + column indices + row pointers; dense: 4 bytes a weight. Streaming reads "
         "every matrix every frame (working set: the whole model). Offline reads each W_hh every "
         "frame (working set: that matrix) but W_ih and W_out batched: rtmobile once per "

@@ -529,7 +529,7 @@ def info(model: Path, memory_limit_mb: int) -> None:
     click.echo(f"biases      : {i['bias_params']:,}")
     click.echo(
         f"memory      : up to {i['planned_bytes'] / 2**20:.1f} MiB for a 1-thread session "
-        f"(planned from the headers; more threads add scratch)"
+        f"(planned from the headers; more threads add pieces and padding)"
     )
     click.echo(f"normalized  : {i['has_normalization']}")
     click.echo(f"checksum    : 0x{i['checksum']:08x}")

@@ -63,7 +63,8 @@ class Session:
     without blocking. ``threads=None`` (with no tuning file) sizes
     the pool from the CPUs this process may use (affinity mask and cgroup quota, at most 4) and
     runs calls of fewer than 16 frames, such as streamed pushes, on the calling thread; an
-    explicit count uses the pool for every call large enough to gain from it. ``isa`` is ``"auto"`` or one of ``available_isas()``;
+    explicit count uses the pool for every call large enough to gain from it. ``isa`` is
+    ``"auto"`` or one of ``available_isas()``;
     ``device`` is ``"cpu"`` or, where the build and machine have it, ``"opencl"``.
     ``opencl_math`` (device ``"opencl"`` only): ``"auto"`` multiplies in half precision where
     the device reports ``cl_khr_fp16`` and in float otherwise, ``"half"`` requires fp16,

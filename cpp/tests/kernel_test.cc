@@ -210,10 +210,18 @@ TEST_CASE("f32 and f16 GEMV/GEMM pieces equal the definition bit for bit, every 
               bool same = std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0;
               if (frames == 1) {  // the GEMV too
                 std::vector<float> gv(y0);
+                rtmobile::GemvPiece one{};
+                one.w = f16 != 0 ? static_cast<const void*>(pw16.data()) : pw.data();
+                one.col_idx = cip;
+                one.row_idx = rip;
+                one.rows = static_cast<uint32_t>(rows);
+                one.cols = static_cast<uint32_t>(cols);
+                one.x_off = static_cast<uint32_t>(first_col);
+                one.y_off = static_cast<uint32_t>(first_row);
                 if (f16 != 0)
-                  k->f16_gemv(pw16.data(), rows, cols, cip, xp, rip, gv.data() + first_row);
+                  k->f16_gemv(&one, 1, x.data(), gv.data());
                 else
-                  k->f32_gemv(pw.data(), rows, cols, cip, xp, rip, gv.data() + first_row);
+                  k->f32_gemv(&one, 1, x.data(), gv.data());
                 same = same && std::memcmp(gv.data(), want.data(), gv.size() * 4) == 0;
               }
               if (!same)
@@ -228,6 +236,92 @@ TEST_CASE("f32 and f16 GEMV/GEMM pieces equal the definition bit for bit, every 
     }
   }
   std::printf("  %zu piece products checked over %zu tables\n", combos, all.size());
+}
+
+// GEMV batches (kernels.h: GemvPiece): mostly one-panel pieces mixed with larger ones, many
+// sharing output rows (as the blocks of one row strip do), some with more than 256 columns,
+// columns indexed or contiguous (offset), rows scattered or contiguous (offset): every table
+// must give the bits of the definition applied piece after piece, in array order.
+TEST_CASE("GEMV batches equal the pieces one after the other, bit for bit, every table") {
+  std::mt19937 rng(4);
+  const auto all = tables();
+  const size_t ldx = 300, ldy = 200;
+  size_t batches = 0;
+  for (int trial = 0; trial < 400; ++trial) {
+    const size_t count = 1 + rng() % 11;
+    struct Desc {
+      size_t rows, cols;
+      std::vector<float> w;
+      std::vector<uint16_t> w16;
+      std::vector<float> pw;
+      std::vector<uint16_t> pw16;
+      std::vector<uint32_t> ci, ri;
+      size_t x_off, y_off;
+    };
+    std::vector<Desc> d(count);
+    std::vector<uint32_t> shared_rows;  // rows several pieces write
+    for (Desc& p : d) {
+      const int kind = static_cast<int>(rng() % 8);
+      p.rows = kind == 0 ? 17 + rng() % 60 : 1 + rng() % 16;  // mostly one panel
+      p.cols = kind == 1 ? 1 + rng() % 290 : 1 + rng() % 24;  // some beyond kIotaCols
+      p.w = random_floats(rng, p.rows * p.cols);
+      p.w16 = quantise_to_f16(p.w);
+      p.pw = pack_panels(p.w, p.rows, p.cols);
+      p.pw16 = pack_panels(p.w16, p.rows, p.cols);
+      p.x_off = p.y_off = 0;
+      if (rng() % 2 != 0) {
+        p.ci = scattered(rng, p.cols, ldx);
+        std::sort(p.ci.begin(), p.ci.end());
+      } else {
+        p.x_off = rng() % (ldx - p.cols + 1);
+      }
+      if (rng() % 2 != 0) {
+        if (!shared_rows.empty() && shared_rows.size() >= p.rows && rng() % 2 != 0)
+          p.ri.assign(shared_rows.begin(), shared_rows.begin() + static_cast<long>(p.rows));
+        else
+          p.ri = scattered(rng, p.rows, ldy);
+        shared_rows = p.ri;
+      } else {
+        p.y_off = rng() % 4 == 0 ? 5 : rng() % (ldy - p.rows + 1);  // 5: shared
+      }
+    }
+    const auto x = random_floats(rng, ldx);
+    const auto y0 = random_floats(rng, ldy);
+    for (int f16 = 0; f16 < 2; ++f16) {
+      std::vector<rtmobile::GemvPiece> batch;
+      std::vector<float> want(y0);
+      for (const Desc& p : d) {
+        rtmobile::GemvPiece g{};
+        g.w = f16 != 0 ? static_cast<const void*>(p.pw16.data()) : p.pw.data();
+        g.col_idx = p.ci.empty() ? nullptr : p.ci.data();
+        g.row_idx = p.ri.empty() ? nullptr : p.ri.data();
+        g.rows = static_cast<uint32_t>(p.rows);
+        g.cols = static_cast<uint32_t>(p.cols);
+        g.x_off = static_cast<uint32_t>(p.x_off);
+        g.y_off = static_cast<uint32_t>(p.y_off);
+        batch.push_back(g);
+        for (size_t r = 0; r < p.rows; ++r) {
+          float sum = 0.0f;
+          for (size_t k = 0; k < p.cols; ++k)
+            sum = std::fma(p.w[r * p.cols + k], x[p.x_off + (p.ci.empty() ? k : p.ci[k])], sum);
+          float& dst = want[p.y_off + (p.ri.empty() ? r : p.ri[r])];
+          dst = dst + sum;
+        }
+      }
+      for (const KernelTable* k : all) {
+        std::vector<float> got(y0);
+        if (f16 != 0) k->f16_gemv(batch.data(), batch.size(), x.data(), got.data());
+        else k->f32_gemv(batch.data(), batch.size(), x.data(), got.data());
+        const bool same = std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0;
+        if (!same)
+          std::printf("  %s %s: batch %d of %zu pieces\n", k->isa, f16 ? "f16" : "f32", trial,
+                      count);
+        CHECK(same);
+        ++batches;
+      }
+    }
+  }
+  std::printf("  %zu batches checked over %zu tables\n", batches, all.size());
 }
 
 TEST_CASE("add: y += x equals scalar bit for bit, every table, n = 0..40") {

@@ -54,11 +54,25 @@ constexpr size_t packed_rows(size_t rows) {
 // where C(k) = col_idx[k] (or k when col_idx is null: contiguous columns, x already offset) and
 // R(r) = row_idx[r] (or r when row_idx is null: contiguous rows, y already offset). The sum
 // starts from zero, takes one FMA per column and is added to y with one add. Only the piece's
-// rows of y are read and written (not the padding's). The GEMV is the GEMM with frames = 1.
-using GemvF32Fn = void (*)(const float* w, size_t rows, size_t cols, const uint32_t* col_idx,
-                           const float* x, const uint32_t* row_idx, float* y);
-using GemvF16Fn = void (*)(const uint16_t* w, size_t rows, size_t cols, const uint32_t* col_idx,
-                           const float* x, const uint32_t* row_idx, float* y);
+// rows of y are read and written (not the padding's).
+//
+// The one-frame product (GEMV) takes a *batch*: an array of piece descriptors (one thread's
+// pieces of one matrix, BspMatrix), computed as if each piece were added into y in turn, in
+// array order (one piece is the batch of one), so pieces sharing output rows (blocks of one row
+// strip) give the bits of one call per piece, and the GEMV equals the GEMM with frames = 1
+// piece by piece. At high compression a piece is ~7 rows x ~11 columns, so one call per
+// matrix instead of one per piece saves most of the calling cost. (Running up to four
+// one-panel pieces side by side as independent FMA chains was tried and measured slower on
+// Zen 4, avx512 and avx2: out-of-order execution already overlaps consecutive pieces.)
+struct GemvPiece {
+  const void* w;            // packed panels: float (f32_gemv) or uint16_t (f16_gemv) values
+  const uint32_t* col_idx;  // C(k) = x_off + col_idx[k], or x_off + k when null
+  const uint32_t* row_idx;  // R(r) = y_off + row_idx[r], or y_off + r when null
+  uint32_t rows, cols;
+  uint32_t x_off, y_off;
+};
+using GemvF32Fn = void (*)(const GemvPiece* pieces, size_t count, const float* x, float* y);
+using GemvF16Fn = void (*)(const GemvPiece* pieces, size_t count, const float* x, float* y);
 using GemmF32Fn = void (*)(const float* w, size_t rows, size_t cols, const uint32_t* col_idx,
                            const float* x, size_t ldx, size_t frames, const uint32_t* row_idx,
                            float* y, size_t ldy);

@@ -165,15 +165,23 @@ void gemv_piece(const T* w, size_t rows, size_t cols, const uint32_t* col_idx, c
   if (s.tail8) panel_block<1, 1, 2, kIdx>(w, cols, col_idx, x, 0, rows - r0, row_idx, r0, y, 0);
 }
 
-void f32_gemv__neon(const float* w, size_t rows, size_t cols, const uint32_t* col_idx,
-                    const float* x, const uint32_t* row_idx, float* y) {
-  if (col_idx != nullptr) gemv_piece<true>(w, rows, cols, col_idx, x, row_idx, y);
-  else gemv_piece<false>(w, rows, cols, col_idx, x, row_idx, y);
+// A GEMV batch (kernels.h): its pieces one after the other, in one call.
+template <typename T>
+void gemv_batch(const GemvPiece* pieces, size_t count, const float* x, float* y) {
+  for (const GemvPiece* p = pieces; p != pieces + count; ++p) {
+    const T* w = static_cast<const T*>(p->w);
+    if (p->col_idx != nullptr)
+      gemv_piece<true>(w, p->rows, p->cols, p->col_idx, x + p->x_off, p->row_idx, y + p->y_off);
+    else
+      gemv_piece<false>(w, p->rows, p->cols, nullptr, x + p->x_off, p->row_idx, y + p->y_off);
+  }
 }
-void f16_gemv__neon(const uint16_t* w, size_t rows, size_t cols, const uint32_t* col_idx,
-                    const float* x, const uint32_t* row_idx, float* y) {
-  if (col_idx != nullptr) gemv_piece<true>(w, rows, cols, col_idx, x, row_idx, y);
-  else gemv_piece<false>(w, rows, cols, col_idx, x, row_idx, y);
+
+void f32_gemv__neon(const GemvPiece* pieces, size_t count, const float* x, float* y) {
+  gemv_batch<float>(pieces, count, x, y);
+}
+void f16_gemv__neon(const GemvPiece* pieces, size_t count, const float* x, float* y) {
+  gemv_batch<uint16_t>(pieces, count, x, y);
 }
 void f32_gemm__neon(const float* w, size_t rows, size_t cols, const uint32_t* col_idx,
                     const float* x, size_t ldx, size_t frames, const uint32_t* row_idx, float* y,

@@ -55,13 +55,20 @@ void f16_gemm__scalar(const uint16_t* w, size_t rows, size_t cols, const uint32_
                       float* y, size_t ldy) {
   piece(w, rows, cols, col_idx, x, ldx, frames, row_idx, y, ldy, load_f16);
 }
-void f32_gemv__scalar(const float* w, size_t rows, size_t cols, const uint32_t* col_idx,
-                      const float* x, const uint32_t* row_idx, float* y) {
-  piece(w, rows, cols, col_idx, x, 0, 1, row_idx, y, 0, load_f32);
+// The reference GEMV: the batch's pieces one after the other.
+template <typename T, typename Load>
+void gemv_batch(const GemvPiece* pieces, size_t count, const float* x, float* y, Load load) {
+  for (size_t i = 0; i < count; ++i) {
+    const GemvPiece& p = pieces[i];
+    piece(static_cast<const T*>(p.w), p.rows, p.cols, p.col_idx, x + p.x_off, 0, 1, p.row_idx,
+          y + p.y_off, 0, load);
+  }
 }
-void f16_gemv__scalar(const uint16_t* w, size_t rows, size_t cols, const uint32_t* col_idx,
-                      const float* x, const uint32_t* row_idx, float* y) {
-  piece(w, rows, cols, col_idx, x, 0, 1, row_idx, y, 0, load_f16);
+void f32_gemv__scalar(const GemvPiece* pieces, size_t count, const float* x, float* y) {
+  gemv_batch<float>(pieces, count, x, y, load_f32);
+}
+void f16_gemv__scalar(const GemvPiece* pieces, size_t count, const float* x, float* y) {
+  gemv_batch<uint16_t>(pieces, count, x, y, load_f16);
 }
 
 void f32_add__scalar(size_t n, const float* x, float* y) {

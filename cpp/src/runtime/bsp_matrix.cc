@@ -10,7 +10,8 @@ namespace rtmobile {
 BspMatrix::BspMatrix(const BspMatrixView& view, const float* bias, const RowOwners& owners,
                      int threads, DType compute)
     : rows_(view.rows), cols_(view.cols), dtype_(compute) {
-  static_assert(sizeof(Piece) <= 64, "memory_plan.cc counts 64 bytes per piece (kPieceBytes)");
+  static_assert(sizeof(Piece) + sizeof(GemvPiece) <= 104,
+                "memory_plan.cc counts 104 bytes per piece (kPieceBytes)");
   const size_t nthreads = static_cast<size_t>(threads < 1 ? 1 : threads);
   work_.resize(nthreads);
   // Each thread's rows as ascending runs of original rows, with their biases. Every vector is
@@ -52,10 +53,11 @@ BspMatrix::BspMatrix(const BspMatrixView& view, const float* bias, const RowOwne
     nonempty_blocks += view.block_col_ptr[b + 1] > view.block_col_ptr[b] ? 1 : 0;
   size_t packed_elems = 0;
   bool any_scattered_cols = false;
+  std::vector<std::vector<Piece>> pieces(nthreads);  // freed once the GEMV batches are built
   for (uint32_t t = 0; t < nthreads; ++t) {
     ThreadWork& w = work_[t];
     if (w.runs.empty()) continue;
-    w.pieces.reserve(nonempty_blocks);
+    pieces[t].reserve(nonempty_blocks);
     for (uint32_t i = 0; i < view.num_r; ++i) {
       const uint32_t strip0 = view.strip_ptr[i];
       for (uint32_t j = 0; j < view.num_c; ++j) {
@@ -89,7 +91,7 @@ BspMatrix::BspMatrix(const BspMatrixView& view, const float* bias, const RowOwne
           p.rows_contiguous = rows[r] == p.first_row + r;
         p.row_idx = row_idx_.size();
         if (!p.rows_contiguous) row_idx_.insert(row_idx_.end(), rows.begin(), rows.end());
-        w.pieces.push_back(p);
+        pieces[t].push_back(p);
       }
     }
   }
@@ -102,24 +104,42 @@ BspMatrix::BspMatrix(const BspMatrixView& view, const float* bias, const RowOwne
   if (dtype_ == DType::kF16) {
     packed_f16_ = AlignedBuffer<uint16_t>(packed_elems);
     if (view.dtype == DType::kF16)
-      pack<uint16_t>(view, kept, packed_f16_.data(), same);
+      pack<uint16_t>(view, pieces, kept, packed_f16_.data(), same);
     else
-      pack<float>(view, kept, packed_f16_.data(), float_to_half);
+      pack<float>(view, pieces, kept, packed_f16_.data(), float_to_half);
   } else {
     packed_f32_ = AlignedBuffer<float>(packed_elems);
     if (view.dtype == DType::kF16)
-      pack<uint16_t>(view, kept, packed_f32_.data(), half_to_float);
+      pack<uint16_t>(view, pieces, kept, packed_f32_.data(), half_to_float);
     else
-      pack<float>(view, kept, packed_f32_.data(), same);
+      pack<float>(view, pieces, kept, packed_f32_.data(), same);
+  }
+  // The GEMV batches: every pointer into this matrix's own buffers, now in their final place.
+  for (size_t t = 0; t < nthreads; ++t) {
+    work_[t].pieces.reserve(pieces[t].size());
+    for (const Piece& p : pieces[t]) {
+      GemvPiece g{};
+      if (dtype_ == DType::kF16)
+        g.w = packed_f16_.data() + p.packed_offset;
+      else
+        g.w = packed_f32_.data() + p.packed_offset;
+      g.col_idx = p.cols_contiguous ? nullptr : col_idx_.data() + p.col_idx;
+      g.row_idx = p.rows_contiguous ? nullptr : row_idx_.data() + p.row_idx;
+      g.rows = p.rows;
+      g.cols = p.cols;
+      g.x_off = p.cols_contiguous ? p.first_col : 0;
+      g.y_off = p.rows_contiguous ? p.first_row : 0;
+      work_[t].pieces.push_back(g);
+    }
   }
 }
 
 template <typename Src, typename Dst, typename Convert>
-void BspMatrix::pack(const BspMatrixView& view, const std::vector<uint32_t>& kept,
-                     Dst* packed, Convert convert) {
+void BspMatrix::pack(const BspMatrixView& view, const std::vector<std::vector<Piece>>& pieces,
+                     const std::vector<uint32_t>& kept, Dst* packed, Convert convert) {
   const Src* values = static_cast<const Src*>(view.values);
-  for (const ThreadWork& w : work_) {
-    for (const Piece& p : w.pieces) {
+  for (const std::vector<Piece>& thread_pieces : pieces) {
+    for (const Piece& p : thread_pieces) {
       const uint32_t b = p.block;
       const uint32_t block_rows = view.block_row_ptr[b + 1] - view.block_row_ptr[b];
       const uint32_t* q_of = kept.data() + p.kept;
@@ -147,9 +167,9 @@ void BspMatrix::pack(const BspMatrixView& view, const std::vector<uint32_t>& kep
 size_t BspMatrix::read_bytes() const {
   size_t bytes = packed_values_ * (dtype_ == DType::kF16 ? 2 : 4);
   for (const ThreadWork& w : work_)
-    for (const Piece& p : w.pieces)
-      bytes += (p.cols_contiguous ? 0 : 4 * size_t{p.cols}) +
-               (p.rows_contiguous ? 0 : 4 * size_t{p.rows});
+    for (const GemvPiece& p : w.pieces)
+      bytes += (p.col_idx == nullptr ? 0 : 4 * size_t{p.cols}) +
+               (p.row_idx == nullptr ? 0 : 4 * size_t{p.rows});
   return bytes;
 }
 
@@ -165,20 +185,21 @@ void BspMatrix::gemm(const KernelTable& k, int tid, const float* x, size_t ldx, 
   for (size_t t = 0; t < frames; ++t)
     for (const Run& run : work.runs)
       std::memset(y + t * ldy + run.begin, 0, sizeof(float) * (run.end - run.begin));
-  // ... take each block's sum in block order (the kernels add into y) ...
-  for (const Piece& p : work.pieces) {
-    const uint32_t* ci = p.cols_contiguous ? nullptr : col_idx_.data() + p.col_idx;
-    const float* xp = p.cols_contiguous ? x + p.first_col : x;
-    const uint32_t* ri = p.rows_contiguous ? nullptr : row_idx_.data() + p.row_idx;
-    float* yp = p.rows_contiguous ? y + p.first_row : y;
-    if (dtype_ == DType::kF16) {
-      const uint16_t* w = packed_f16_.data() + p.packed_offset;
-      if (frames == 1) k.f16_gemv(w, p.rows, p.cols, ci, xp, ri, yp);
-      else k.f16_gemm(w, p.rows, p.cols, ci, xp, ldx, frames, ri, yp, ldy);
-    } else {
-      const float* w = packed_f32_.data() + p.packed_offset;
-      if (frames == 1) k.f32_gemv(w, p.rows, p.cols, ci, xp, ri, yp);
-      else k.f32_gemm(w, p.rows, p.cols, ci, xp, ldx, frames, ri, yp, ldy);
+  // ... take each block's sum in block order (the kernels add into y): one frame as one
+  // GEMV batch, more frames one GEMM call per piece ...
+  const std::vector<GemvPiece>& pieces = work.pieces;
+  const bool f16 = dtype_ == DType::kF16;
+  if (frames == 1) {
+    if (f16) k.f16_gemv(pieces.data(), pieces.size(), x, y);
+    else k.f32_gemv(pieces.data(), pieces.size(), x, y);
+  } else {
+    for (const GemvPiece& p : pieces) {
+      if (f16)
+        k.f16_gemm(static_cast<const uint16_t*>(p.w), p.rows, p.cols, p.col_idx, x + p.x_off,
+                   ldx, frames, p.row_idx, y + p.y_off, ldy);
+      else
+        k.f32_gemm(static_cast<const float*>(p.w), p.rows, p.cols, p.col_idx, x + p.x_off, ldx,
+                   frames, p.row_idx, y + p.y_off, ldy);
     }
   }
   // ... and then the bias.

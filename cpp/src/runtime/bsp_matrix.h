@@ -2,9 +2,10 @@
 //
 // Each thread computes the output rows it owns (runtime/row_partition.h: by hidden unit for
 // recurrent layers, equal-work ranges otherwise). A *piece* is one thread's kept rows of one
-// block; its weights are packed into panels (kernels.h: 16 rows, and 8 or 4 for the last
-// rows) at load time. A product runs, per thread: zero the thread's rows of y; one kernel call
-// per piece, in block order, which reads the block's kept inputs in place through its
+// block; its weights are packed into panels (kernels.h: 16 rows, and 8 for the last 1-8 rows)
+// at load time. A product runs, per thread: zero the thread's rows of y; the pieces in block
+// order (one frame: one GEMV call over the thread's GemvPiece array; more frames: one GEMM
+// call per piece), each of which reads the block's kept inputs in place through its
 // column-index list (redundant-load elimination without a gather: every row of the piece uses
 // the same x[C_b]) and adds its sums straight into the piece's rows of y (original row order:
 // no un-permute pass); then add the biases. Every output is therefore
@@ -30,6 +31,10 @@ class BspMatrix {
   BspMatrix(const BspMatrixView& view, const float* bias, const RowOwners& owners, int threads,
             DType compute);
 
+  // The pieces point into the matrix's own buffers: not copyable.
+  BspMatrix(const BspMatrix&) = delete;
+  BspMatrix& operator=(const BspMatrix&) = delete;
+
   uint32_t rows() const { return rows_; }
   // Packed weights including panel padding, and the bytes one product reads (weights and the
   // index arrays), over all threads.
@@ -45,7 +50,7 @@ class BspMatrix {
             size_t ldy) const;
 
  private:
-  struct Piece {
+  struct Piece {  // while loading: where a piece's values and indices come from
     size_t packed_offset;   // elements into packed_
     uint32_t rows, cols;    // kept rows (of this thread) and kept columns of the block
     uint32_t block;         // source block
@@ -62,12 +67,14 @@ class BspMatrix {
   struct ThreadWork {
     std::vector<Run> runs;     // the rows it owns, ascending
     std::vector<float> bias;   // their biases, run after run
-    std::vector<Piece> pieces;  // in block order (the accumulation order)
+    // In block order (the accumulation order): one GEMV batch (kernels.h), pointing into
+    // col_idx_, row_idx_ and the packed weights.
+    std::vector<GemvPiece> pieces;
   };
 
   template <typename Src, typename Dst, typename Convert>
-  void pack(const BspMatrixView& view, const std::vector<uint32_t>& kept, Dst* packed,
-            Convert convert);
+  void pack(const BspMatrixView& view, const std::vector<std::vector<Piece>>& pieces,
+            const std::vector<uint32_t>& kept, Dst* packed, Convert convert);
 
   // Everything is owned: nothing points into the model file's bytes, which are freed after
   // load.

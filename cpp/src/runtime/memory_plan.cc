@@ -11,7 +11,7 @@ namespace {
 
 constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
 constexpr uint64_t kDefaultLimitMb = 1024;
-constexpr uint64_t kPieceBytes = 64;  // one packed piece's bookkeeping (BspMatrix::Piece)
+constexpr uint64_t kPieceBytes = 104;  // BspMatrix::Piece (while loading) + its GemvPiece
 // Fixed bookkeeping the sizes above leave out (objects, vector and string headers, the thread
 // pool, ModelInfo), generous: the fuzzer measured up to ~850 bytes per matrix (a 64-layer LSTM
 // of hidden 1) and ~4 KB per session over the per-array terms.

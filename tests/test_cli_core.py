@@ -6,6 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from rtmobile_rt import Session
 from rtmobile_rt.cli import main
 from rtmobile_rt.demo import random_gru_bspc
 
@@ -31,6 +32,12 @@ def test_info_describes_a_file(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "gru" in result.output and "l0.w_hh" in result.output and "checksum" in result.output
     assert "memory      : up to 0." in result.output  # the planned bytes of a 1-thread session
+    # Bytes one frame reads per matrix (packed weights with panel padding, plus indices): at
+    # least 4 bytes per stored f32 value.
+    session = Session(str(path), threads=1)
+    for m in session.info["matrices"]:
+        assert m["read_bytes"] >= 4 * m["packed_values"] >= 4 * m["stored_values"]
+        assert f"read/frame {m['read_bytes']:>10,} B" in result.output
 
 
 def test_info_memory_limit(tmp_path: Path) -> None:

@@ -550,7 +550,8 @@ def info(model: Path, memory_limit_mb: int) -> None:
         click.echo(
             f"  {m['name']:8s} {m['rows']:6d} x {m['cols']:<6d} "
             f"blocks {m['num_r']:3d} x {m['num_c']:<3d} {m['dtype']}  "
-            f"stored {m['stored_values']:>10,}  nonzero {m['nonzeros']:>10,}"
+            f"stored {m['stored_values']:>10,}  nonzero {m['nonzeros']:>10,}  "
+            f"read/frame {m['read_bytes']:>10,} B"
         )
 
 

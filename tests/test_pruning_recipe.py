@@ -339,3 +339,18 @@ def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(
     a = read_checkpoint(tmp_path / "straight" / "retrain.pt")["history"]
     b = read_checkpoint(out / "retrain.pt")["history"]
     assert [h["dev_per"] for h in a] == [h["dev_per"] for h in b]
+
+
+def test_default_block_shape_aims_at_12_row_strips() -> None:
+    """Presets keep their geometry; other models get strips of about 12 gate rows (at most 32
+    strips) and at most 4 column blocks, never more than a matrix's columns."""
+    from rtmobile_train.model import ModelConfig
+    from rtmobile_train.reproduce import MODELS
+    from rtmobile_train.workflow import block_shape
+
+    for choice in MODELS.values():
+        assert block_shape(choice.config) == (choice.num_r, choice.num_c)
+    assert block_shape(ModelConfig(input_dim=40, hidden_dim=16, num_layers=1)) == (4, 4)
+    assert block_shape(ModelConfig(input_dim=40, hidden_dim=100, num_layers=2)) == (25, 4)
+    assert block_shape(ModelConfig(input_dim=40, hidden_dim=1024, num_layers=2)) == (32, 4)
+    assert block_shape(ModelConfig(input_dim=2, hidden_dim=3, num_layers=1)) == (1, 2)

@@ -717,13 +717,13 @@ def train(
     type=click.IntRange(1),
     default=None,
     help="BSP strips (row blocks) per matrix (default per model preset: paper, medium and "
-    "small 32, tiny 4).",
+    "small 32, tiny 4; other sizes: strips of about 12 gate rows, at most 32 strips).",
 )
 @click.option(
     "--num-c",
     type=click.IntRange(1),
     default=None,
-    help="BSP column blocks per matrix (default: 4, tiny 2).",
+    help="BSP column blocks per matrix (default: 4, tiny 2; never more than a matrix's columns).",
 )
 @click.option(
     "--num-banks", type=click.IntRange(1), default=4, show_default=True, help="BBS banks per row."

@@ -352,6 +352,24 @@ rtm_status rtm_stream_frames_seen(const rtm_stream* stream, uint64_t* out) {
   return RTM_OK;
 }
 
+rtm_status rtm_stream_state_size(const rtm_stream* stream, size_t* out) {
+  if (stream == nullptr) return RTM_INVALID_ARGUMENT;
+  if (out == nullptr)
+    return fail(sink_of(stream), RTM_INVALID_ARGUMENT, "rtm_stream_state_size: out is NULL");
+  *out = stream->stream.state_size();
+  return RTM_OK;
+}
+
+rtm_status rtm_stream_get_state(const rtm_stream* stream, float* out, size_t size) {
+  if (stream == nullptr) return RTM_INVALID_ARGUMENT;
+  return guarded(sink_of(stream), [&] { stream->stream.get_state(out, size); });
+}
+
+rtm_status rtm_stream_set_state(rtm_stream* stream, const float* state, size_t size) {
+  if (stream == nullptr) return RTM_INVALID_ARGUMENT;
+  return guarded(sink_of(stream), [&] { stream->stream.set_state(state, size); });
+}
+
 void rtm_stream_destroy(rtm_stream* stream) { delete stream; }
 
 const char* rtm_stream_last_error(const rtm_stream* stream) {

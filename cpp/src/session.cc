@@ -1,4 +1,5 @@
 // The public API (rtmobile.hpp) over the Engine.
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -92,6 +93,63 @@ void Stream::push(const float* frames, size_t num_frames, float* logits) {
 void Stream::reset() { impl_->backend->reset(state_->recurrent); }
 
 uint64_t Stream::frames_seen() const { return state_->recurrent.frames; }
+
+namespace {
+
+// The state's arrays in their public order: per layer h, then c (LSTM).
+template <typename State, typename Fn>
+void for_each_state_array(State& state, Fn fn) {
+  for (size_t l = 0; l < state.h.size(); ++l) {
+    fn(state.h[l], l, "h");
+    if (l < state.c.size()) fn(state.c[l], l, "c");
+  }
+}
+
+}  // namespace
+
+size_t Stream::state_size() const {
+  size_t n = 0;
+  for_each_state_array(state_->recurrent, [&](const auto& a, size_t, const char*) {
+    n += a.size();
+  });
+  return n;
+}
+
+void Stream::get_state(float* out, size_t size) const {
+  const size_t want = state_size();
+  if (out == nullptr || size != want)
+    throw Error(ErrorCode::kInvalidArgument,
+                "get_state: the buffer must hold state_size() = " + std::to_string(want) +
+                    " floats, got " + (out == nullptr ? "a null pointer" : std::to_string(size)));
+  for_each_state_array(state_->recurrent, [&](const auto& a, size_t, const char*) {
+    std::copy(a.data(), a.data() + a.size(), out);
+    out += a.size();
+  });
+}
+
+void Stream::set_state(const float* state, size_t size) {
+  const size_t want = state_size();
+  if (state == nullptr || size != want)
+    throw Error(ErrorCode::kInvalidArgument,
+                "set_state: the state must hold state_size() = " + std::to_string(want) +
+                    " floats, got " +
+                    (state == nullptr ? "a null pointer" : std::to_string(size)));
+  if (impl_->check_finite) {  // checked whole before anything changes
+    const float* p = state;
+    for_each_state_array(state_->recurrent, [&](const auto& a, size_t layer, const char* name) {
+      for (size_t u = 0; u < a.size(); ++u, ++p)
+        if (!std::isfinite(*p))
+          throw Error(ErrorCode::kNonFinite,
+                      "set_state: layer " + std::to_string(layer) + " " + name + "[" +
+                          std::to_string(u) + "] is " + (std::isnan(*p) ? "NaN" : "infinite") +
+                          "; the state was left unchanged (nonfinite='propagate' allows it)");
+    });
+  }
+  for_each_state_array(state_->recurrent, [&](auto& a, size_t, const char*) {
+    std::copy(state, state + a.size(), a.data());
+    state += a.size();
+  });
+}
 
 const ModelInfo& Stream::info() const { return impl_->backend->info(); }
 

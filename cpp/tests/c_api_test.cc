@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <random>
 #include <string>
@@ -228,6 +229,32 @@ TEST_CASE("run and stream give the C++ API's logits and match the float64 refere
     }
     CHECK(rtm_stream_push(st, nullptr, 0, nullptr) == RTM_OK);
     CHECK(std::strcmp(rtm_stream_last_error(st), "") == 0);
+
+    // State out of one stream, into another: the second continues the utterance exactly.
+    {
+      const size_t cut = 40;
+      std::vector<float> head(cut * out), tail((frames - cut) * out);
+      CHECK(rtm_stream_push(st, x.data(), cut, head.data()) == RTM_OK);
+      size_t n = 0;
+      CHECK(rtm_stream_state_size(st, &n) == RTM_OK && n > 0);
+      std::vector<float> state(n);
+      CHECK(rtm_stream_get_state(st, state.data(), n) == RTM_OK);
+      rtm_stream* fork = nullptr;
+      CHECK(rtm_stream_create(s, &fork) == RTM_OK);
+      CHECK(rtm_stream_set_state(fork, state.data(), n - 1) == RTM_INVALID_ARGUMENT);
+      CHECK(std::strstr(rtm_stream_last_error(fork), "state_size()") != nullptr);
+      CHECK(rtm_stream_get_state(fork, state.data(), n + 1) == RTM_INVALID_ARGUMENT);
+      CHECK(rtm_stream_state_size(fork, nullptr) == RTM_INVALID_ARGUMENT);
+      CHECK(rtm_stream_state_size(nullptr, &n) == RTM_INVALID_ARGUMENT);
+      std::vector<float> bad(state);
+      bad[0] = std::numeric_limits<float>::infinity();
+      CHECK(rtm_stream_set_state(fork, bad.data(), n) == RTM_NONFINITE);
+      CHECK(rtm_stream_set_state(fork, state.data(), n) == RTM_OK);
+      CHECK(rtm_stream_push(fork, x.data() + cut * in, frames - cut, tail.data()) == RTM_OK);
+      for (size_t i = 0; i < tail.size(); ++i) CHECK(tail[i] == logits[cut * out + i]);
+      rtm_stream_destroy(fork);
+      CHECK(rtm_stream_reset(st) == RTM_OK);
+    }
 
     // The stream keeps the model alive after its session is gone.
     rtm_session_destroy(s);

@@ -97,4 +97,49 @@ TEST_CASE("bad options are rejected with a message") {
   CHECK_THROWS(rtmobile::Error, session.run(nullptr, 3, nullptr), "null");
 }
 
+TEST_CASE("stream state: get, set on another stream, continue = one uninterrupted stream") {
+  for (uint32_t kind : {1u, 2u}) {  // GRU, LSTM
+    const auto model = rtm_test::random_model(21 + kind, kind, 12, {20, 9}, 5, 4, 2, 0.6, false,
+                                              true);
+    const auto bytes = rtm_test::encode(model);
+    auto session = rtmobile::Session::from_memory(bytes.data(), bytes.size());
+    const size_t frames = 30, cut = 13;
+    const auto x = rtm_test::random_frames(frames * 12, kind);
+    std::vector<float> want(frames * 5), got(frames * 5);
+    session.run(x.data(), frames, want.data());
+
+    auto first = session.stream();
+    CHECK(first.state_size() == (kind == 2 ? 2u : 1u) * (20 + 9));
+    first.push(x.data(), cut, got.data());
+    std::vector<float> state(first.state_size());
+    first.get_state(state.data(), state.size());
+    auto second = session.stream();  // a fork: continues from the first one's state
+    second.set_state(state.data(), state.size());
+    CHECK(second.frames_seen() == 0);
+    second.push(x.data() + cut * 12, frames - cut, got.data() + cut * 5);
+    for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == want[i]);
+    std::vector<float> back(state.size());
+    second.get_state(back.data(), back.size());
+    std::vector<float> end(state.size());
+    auto whole = session.stream();
+    std::vector<float> scratch(frames * 5);
+    whole.push(x.data(), frames, scratch.data());
+    whole.get_state(end.data(), end.size());
+    for (size_t i = 0; i < end.size(); ++i) CHECK(back[i] == end[i]);
+
+    // Bad input is rejected and leaves the state as it was.
+    CHECK_THROWS(rtmobile::Error, second.set_state(state.data(), state.size() - 1),
+                 "state_size() = " + std::to_string(state.size()));
+    CHECK_THROWS(rtmobile::Error, second.set_state(nullptr, state.size()), "null pointer");
+    CHECK_THROWS(rtmobile::Error, second.get_state(back.data(), back.size() + 1), "state_size()");
+    std::vector<float> bad(state);
+    bad[21] = std::nanf("");
+    CHECK_THROWS(rtmobile::Error, second.set_state(bad.data(), bad.size()),
+                 kind == 2 ? "layer 0 c[1] is NaN" : "layer 1 h[1] is NaN");
+    std::vector<float> after(state.size());
+    second.get_state(after.data(), after.size());
+    for (size_t i = 0; i < end.size(); ++i) CHECK(after[i] == end[i]);
+  }
+}
+
 TEST_MAIN()

@@ -110,7 +110,23 @@ void register_session(py::module_& m) {
           },
           py::arg("frames"))
       .def("reset", &Stream::reset)
-      .def_property_readonly("frames_seen", &Stream::frames_seen);
+      .def_property_readonly("frames_seen", &Stream::frames_seen)
+      .def("get_state",
+           [](const Stream& s) {
+             py::array_t<float> out(static_cast<py::ssize_t>(s.state_size()));
+             s.get_state(out.mutable_data(), s.state_size());
+             return out;
+           })
+      .def(
+          "set_state",
+          [](Stream& s, const py::array_t<float, py::array::c_style | py::array::forcecast>& state) {
+            if (state.ndim() != 1)
+              throw Error(ErrorCode::kInvalidArgument,
+                          "set_state: the state must be 1-d (state_size() floats), got " +
+                              std::to_string(state.ndim()) + " dimensions");
+            s.set_state(state.data(), static_cast<size_t>(state.shape(0)));
+          },
+          py::arg("state"));
 
   py::class_<Session>(m, "Session")
       .def(py::init([](const py::object& model, int threads, const std::string& isa,

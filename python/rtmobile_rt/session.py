@@ -53,6 +53,18 @@ class Stream:
     def frames_seen(self) -> int:
         return int(self._core.frames_seen)
 
+    def get_state(self) -> np.ndarray:
+        """A copy of the recurrent state, float32 [state_size]: layer by layer, the layer's h
+        (``hidden_dims[l]`` values), then for an LSTM its c. Pass it to :meth:`set_state` of
+        this or another stream of the same model to resume or fork the utterance."""
+        return self._core.get_state()
+
+    def set_state(self, state: npt.ArrayLike) -> None:
+        """Replace the recurrent state (``frames_seen`` is kept). A wrong length raises
+        ``ValueError``; with ``nonfinite="raise"`` a NaN or infinite value raises
+        ``NonFiniteInputError``; either way the state is left unchanged."""
+        self._core.set_state(np.asarray(state, dtype=np.float32))
+
 
 class Session:
     """A loaded, validated model with kernels chosen for this CPU.

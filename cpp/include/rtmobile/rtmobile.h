@@ -125,6 +125,15 @@ RTM_API rtm_status rtm_stream_push(rtm_stream* stream, const float* frames, size
 RTM_API rtm_status rtm_stream_reset(rtm_stream* stream);
 /* Frames pushed since creation or the last reset. */
 RTM_API rtm_status rtm_stream_frames_seen(const rtm_stream* stream, uint64_t* out);
+/* The recurrent state, to pause and resume a stream or fork one: layer by layer, the layer's
+ * h (hidden_dims[l] floats), then for an LSTM its c. *out = the number of floats. */
+RTM_API rtm_status rtm_stream_state_size(const rtm_stream* stream, size_t* out);
+/* Copies the state into out, which must hold exactly `size` = rtm_stream_state_size floats
+ * (RTM_INVALID_ARGUMENT otherwise). */
+RTM_API rtm_status rtm_stream_get_state(const rtm_stream* stream, float* out, size_t size);
+/* Replaces the state (frames_seen is kept). A wrong size is RTM_INVALID_ARGUMENT; with
+ * nonfinite "raise" a NaN or infinite value is RTM_NONFINITE. On failure nothing changes. */
+RTM_API rtm_status rtm_stream_set_state(rtm_stream* stream, const float* state, size_t size);
 /* NULL is ignored. */
 RTM_API void rtm_stream_destroy(rtm_stream* stream);
 /* As rtm_session_last_error, for calls on the stream. */

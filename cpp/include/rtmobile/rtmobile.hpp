@@ -147,6 +147,16 @@ class RTMOBILE_API Stream {
   uint64_t frames_seen() const;
   const ModelInfo& info() const;
 
+  // The recurrent state, to pause and resume a stream or fork one: layer by layer, the
+  // layer's h (hidden_dims[l] floats), then for an LSTM its c; state_size() floats in all.
+  size_t state_size() const;
+  // `size` must be state_size() (kInvalidArgument otherwise).
+  void get_state(float* out, size_t size) const;
+  // Replaces the state; frames_seen() is left as it is. A wrong size is kInvalidArgument, and
+  // with nonfinite "raise" a NaN or infinite value is kNonFinite naming it; either way the
+  // state is left unchanged.
+  void set_state(const float* state, size_t size);
+
  private:
   friend class Session;
   struct State;

@@ -354,3 +354,28 @@ def test_default_block_shape_aims_at_12_row_strips() -> None:
     assert block_shape(ModelConfig(input_dim=40, hidden_dim=100, num_layers=2)) == (25, 4)
     assert block_shape(ModelConfig(input_dim=40, hidden_dim=1024, num_layers=2)) == (32, 4)
     assert block_shape(ModelConfig(input_dim=2, hidden_dim=3, num_layers=1)) == (1, 2)
+
+
+def test_num_c_changes_no_mask_without_row_pruning() -> None:
+    """At rates the column rate covers, BSP prunes no rows, so Num_c 1 and 4 give the same
+    mask and `rtmobile prune` defaults to one column block (faster); with row pruning they
+    differ and the preset's Num_c stays."""
+    from rtmobile_train.pruning import make_pruners
+    from rtmobile_train.workflow import MODELS, bsp_prunes_rows, prune_config_for_rate
+
+    torch.manual_seed(0)
+    net = GRUPhoneModel(MODELS["small"].config)
+    assert not bsp_prunes_rows(net, 10.0)
+    assert bsp_prunes_rows(net, 19.0)
+    assert bsp_prunes_rows(net, 10.0, col_rate=5.0)
+
+    def masks(rate: float, num_c: int) -> dict[str, np.ndarray]:
+        cfg = prune_config_for_rate(net, "bsp", rate, num_r=32, num_c=num_c)
+        pruners = make_pruners(net, cfg)
+        mats = net.matrices()
+        return {n: p.project(mats[n].detach()) != 0 for n, p in pruners.items()}
+
+    for name, m in masks(10.0, 4).items():
+        np.testing.assert_array_equal(m, masks(10.0, 1)[name])
+    at19 = masks(19.0, 4), masks(19.0, 1)
+    assert any((at19[0][n] != at19[1][n]).any() for n in at19[0])

@@ -250,23 +250,11 @@ OpenCLBackend::OpenCLBackend(const ModelView& view, const SessionOptions& option
   for (const Layer& l : layers_)
     if ((chunk_frames_ + 1) * l.hidden * gates > 0xffffffffu)
       unsupported("hidden size " + std::to_string(l.hidden) + " is too large for 32-bit offsets");
-  if (view.has_norm) {
-    norm_mean_.assign(view.norm_mean, view.norm_mean + view.input_dim);
-    norm_scale_.resize(view.input_dim);
-    for (uint32_t k = 0; k < view.input_dim; ++k)
-      norm_scale_[k] = 1.0f / std::sqrt(view.norm_var[k] + view.norm_eps);
-    staged_.resize(chunk_frames_ * view.input_dim);
-  }
+  normalization(view, norm_mean_, norm_scale_);
+  if (view.has_norm) staged_.resize(chunk_frames_ * view.input_dim);
   cl::check(clFinish(queue_.get()), "clFinish");
 
-  info_.kind = view.kind == ModelKind::kGru ? "gru" : "lstm";
-  info_.input_dim = view.input_dim;
-  info_.output_dim = view.output_dim;
-  info_.hidden_dims = view.hidden_dims;
-  info_.has_normalization = view.has_norm;
-  info_.labels = view.labels;
-  info_.metadata = view.metadata;
-  info_.checksum = view.checksum;
+  describe_model(view);
   info_.isa = "opencl:" + device_name;
   info_.threads = 1;  // one host thread drives the device queue
   info_.weights = "f16";  // on the device, whatever the file stores
@@ -276,27 +264,6 @@ OpenCLBackend::OpenCLBackend(const ModelView& view, const SessionOptions& option
   for (const Layer& l : layers_)
     info_.frame_tile = std::max<int>(info_.frame_tile, static_cast<int>(l.w_ih.frame_tile));
   info_.frame_tile = std::max<int>(info_.frame_tile, static_cast<int>(output_.frame_tile));
-  for (size_t id = 0; id < view.matrices.size(); ++id) {
-    const BspMatrixView& m = view.matrices[id];
-    MatrixInfo mi;
-    mi.name = m.name;
-    mi.rows = m.rows;
-    mi.cols = m.cols;
-    mi.num_r = m.num_r;
-    mi.num_c = m.num_c;
-    mi.dtype = dtype_name(m.dtype);  // the file's; the device holds f16 either way
-    mi.stored_values = m.value_count;
-    mi.nonzeros = m.nonzeros;
-    info_.dense_weights += uint64_t{m.rows} * m.cols;
-    info_.stored_weights += m.value_count;
-    info_.nonzero_weights += m.nonzeros;
-    info_.bias_params += view.biases[id].length;
-    info_.matrices.push_back(mi);
-  }
-  info_.compression_rate =
-      info_.stored_weights == 0
-          ? INFINITY
-          : static_cast<double>(info_.dense_weights) / static_cast<double>(info_.stored_weights);
 }
 
 void OpenCLBackend::build_program(const std::string& math) {

@@ -92,18 +92,29 @@ Engine::Engine(const ModelView& view, const SessionOptions& options)
                                         balanced_row_owners(w_out, threads), threads,
                                         compute_dtype(options.weights, w_out.dtype));
 
-  if (view.has_norm) {
-    norm_mean_.assign(view.norm_mean, view.norm_mean + view.input_dim);
-    norm_scale_.resize(view.input_dim);
-    for (uint32_t k = 0; k < view.input_dim; ++k)
-      norm_scale_[k] = 1.0f / std::sqrt(view.norm_var[k] + view.norm_eps);
-    input_ = AlignedBuffer<float>(chunk_frames_ * view.input_dim);
-  }
+  normalization(view, norm_mean_, norm_scale_);
+  if (view.has_norm) input_ = AlignedBuffer<float>(chunk_frames_ * view.input_dim);
   gates_in_ = AlignedBuffer<float>(chunk_frames_ * max_gates);
   gates_hidden_ = AlignedBuffer<float>(max_gates);
   seq_[0] = AlignedBuffer<float>(chunk_frames_ * max_hidden);
   seq_[1] = AlignedBuffer<float>(chunk_frames_ * max_hidden);
 
+  describe_model(view);
+  info_.isa = kernels_->isa;
+  info_.threads = threads;
+  info_.weights = options.weights;
+  info_.frame_tile = static_cast<int>(frame_tile_);
+  info_.chunk_frames = static_cast<int>(chunk_frames_);
+  for (size_t id = 0; id < info_.matrices.size(); ++id) {
+    const BspMatrix& packed = id == 2 * num_layers ? *output_
+                              : id % 2 == 0        ? *layers_[id / 2].w_ih
+                                                   : *layers_[id / 2].w_hh;
+    info_.matrices[id].packed_values = packed.packed_values();
+    info_.matrices[id].read_bytes = packed.read_bytes();
+  }
+}
+
+void Backend::describe_model(const ModelView& view) {
   info_.kind = view.kind == ModelKind::kGru ? "gru" : "lstm";
   info_.input_dim = view.input_dim;
   info_.output_dim = view.output_dim;
@@ -112,11 +123,6 @@ Engine::Engine(const ModelView& view, const SessionOptions& options)
   info_.labels = view.labels;
   info_.metadata = view.metadata;
   info_.checksum = view.checksum;
-  info_.isa = kernels_->isa;
-  info_.threads = threads;
-  info_.weights = options.weights;
-  info_.frame_tile = static_cast<int>(frame_tile_);
-  info_.chunk_frames = static_cast<int>(chunk_frames_);
   for (size_t id = 0; id < view.matrices.size(); ++id) {
     const BspMatrixView& m = view.matrices[id];
     MatrixInfo mi;
@@ -125,13 +131,8 @@ Engine::Engine(const ModelView& view, const SessionOptions& options)
     mi.cols = m.cols;
     mi.num_r = m.num_r;
     mi.num_c = m.num_c;
-    mi.dtype = dtype_name(m.dtype);
+    mi.dtype = dtype_name(m.dtype);  // the file's, whatever a backend computes in
     mi.stored_values = m.value_count;
-    const BspMatrix& packed = id == 2 * num_layers ? *output_
-                              : id % 2 == 0        ? *layers_[id / 2].w_ih
-                                                   : *layers_[id / 2].w_hh;
-    mi.packed_values = packed.packed_values();
-    mi.read_bytes = packed.read_bytes();
     mi.nonzeros = m.nonzeros;
     info_.dense_weights += uint64_t{m.rows} * m.cols;
     info_.stored_weights += m.value_count;
@@ -143,6 +144,17 @@ Engine::Engine(const ModelView& view, const SessionOptions& options)
       info_.stored_weights == 0
           ? INFINITY
           : static_cast<double>(info_.dense_weights) / static_cast<double>(info_.stored_weights);
+}
+
+void Backend::normalization(const ModelView& view, std::vector<float>& mean,
+                            std::vector<float>& scale) {
+  mean.clear();
+  scale.clear();
+  if (!view.has_norm) return;
+  mean.assign(view.norm_mean, view.norm_mean + view.input_dim);
+  scale.resize(view.input_dim);
+  for (uint32_t k = 0; k < view.input_dim; ++k)
+    scale[k] = 1.0f / std::sqrt(view.norm_var[k] + view.norm_eps);
 }
 
 std::unique_ptr<Backend> make_device_backend(const ModelView& view,

@@ -41,6 +41,15 @@ class Backend {
                        float* logits) = 0;
 
  protected:
+  // What the file says, the same for every backend: kind, dimensions, labels, metadata,
+  // checksum, per-matrix blocks and counts, totals and compression rate. Backends add how they
+  // run it (isa, threads, weights, ...).
+  void describe_model(const ModelView& view);
+  // The input normalisation (x - mean) * scale, scale = 1 / sqrt(var + eps); both empty when
+  // the file has none.
+  static void normalization(const ModelView& view, std::vector<float>& mean,
+                            std::vector<float>& scale);
+
   ModelInfo info_;
 };
 

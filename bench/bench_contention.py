@@ -54,17 +54,6 @@ class Entry:
         return statistics.median(self.samples[cond])
 
 
-class RtmDefaultEngine(bg.RtmEngine):
-    """``Session(model)`` with the runtime's own thread choice (tuning files ignored)."""
-
-    def __init__(self, data: bytes) -> None:
-        import rtmobile_rt
-
-        self.session = rtmobile_rt.Session(data, tuning=None)
-        self._stream = self.session.stream()
-        self.info = {k: v for k, v in self.session.info.items() if k not in ("matrices", "labels")}
-
-
 class Hogs:
     """``n`` CPU-bound processes for the duration of a ``with`` block."""
 
@@ -94,7 +83,7 @@ def build(args: argparse.Namespace, log: Callable[[str], None]) -> list[Entry]:
         split, masks = bg.make_split(model, rate, True)
         data, _ = bg.encode(model, bg.pruned(model, masks), masks, "f32")
         log(f"rate {rate:g}x: achieved {split.achieved:.2f}x, {split.nonzeros:,} nonzeros")
-        default = RtmDefaultEngine(data)
+        default = bg.RtmEngine(data, None)  # Session(model): the runtime picks the threads
         entries.append(
             Entry(
                 f"rtmobile default ({default.info['threads']} threads in the pool)",

@@ -342,7 +342,8 @@ class Engine(Protocol):
 class RtmEngine:
     """rtmobile_rt.Session: run() offline, one Stream pushed one frame at a time."""
 
-    def __init__(self, data: bytes, threads: int) -> None:
+    def __init__(self, data: bytes, threads: int | None) -> None:
+        """``threads=None``: the runtime's own thread choice (what ``Session(model)`` does)."""
         import inspect
 
         import rtmobile_rt
